@@ -1,0 +1,31 @@
+# lindyn: make run | make test | make install
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test test-fast bench gpu-check clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+run: install
+	$(BIN)/lindyn serve
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m 'not e2e and not gpu' $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python -m bench.gd_speed
+	$(BIN)/python -m bench.self_consistent_speed
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,36 @@
+"""lindyn's numerical core: the four dynamics of two-layer linear networks A = W2 W1.
+
+Pure functions over an array module ``xp`` (NumPy or CuPy): no database, no Celery, no HTTP.
+Entry points: :func:`simulate` (one request) and :func:`simulate_batch` (many grid points as stacked arrays).
+"""
+
+from dynamics.request import DYNAMICS, Limits, SimulationRequest, regime
+from dynamics.result import (
+    METRIC_COLUMNS,
+    STOP_REASONS,
+    SUMMARY_FIELDS,
+    TRAJECTORY_COLUMNS,
+    Comparison,
+    SimulationResult,
+    Summary,
+    Trajectory,
+)
+from dynamics.simulate import ProgressCallback, simulate, simulate_batch
+
+__all__ = [
+    "DYNAMICS",
+    "METRIC_COLUMNS",
+    "STOP_REASONS",
+    "SUMMARY_FIELDS",
+    "TRAJECTORY_COLUMNS",
+    "Comparison",
+    "Limits",
+    "ProgressCallback",
+    "SimulationRequest",
+    "SimulationResult",
+    "Summary",
+    "Trajectory",
+    "regime",
+    "simulate",
+    "simulate_batch",
+]

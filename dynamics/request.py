@@ -1,0 +1,257 @@
+"""The simulation request: one validated definition shared by dynamics, service, workers, client and CLI.
+
+The network is given either by exponents of d (``gamma_sigma2``, ``gamma_w``: sigma^2 = d^gamma_sigma2,
+w = floor(d^gamma_w)) or directly (``sigma2``, ``width``); exactly one form for each quantity.
+After validation every field is filled in: the other form is derived and reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+DynamicsName = Literal["gd", "self_consistent", "lazy", "balanced"]
+DYNAMICS: tuple[str, ...] = ("gd", "self_consistent", "lazy", "balanced")
+
+#: Default limits; overridable with environment variables (the service passes its settings through
+#: the validation context as ``{"limits": Limits(...)}``).
+DEFAULT_MAX_STEPS = int(os.environ.get("LINDYN_MAX_STEPS", "100000"))
+DEFAULT_MAX_D = int(os.environ.get("LINDYN_MAX_D", "4096"))
+DEFAULT_DENSE_MEMORY_BYTES = int(os.environ.get("LINDYN_DENSE_MEMORY_BYTES", str(2 * 1024**3)))
+
+
+class Limits(BaseModel):
+    """Resource limits a request is checked against."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_steps: int = DEFAULT_MAX_STEPS
+    max_d: int = DEFAULT_MAX_D
+    dense_memory_bytes: int = DEFAULT_DENSE_MEMORY_BYTES
+
+
+def _limits(info: ValidationInfo) -> Limits:
+    ctx = info.context or {}
+    lim = ctx.get("limits")
+    return lim if isinstance(lim, Limits) else Limits()
+
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class SimulationRequest(BaseModel):
+    """One simulation: a task (A*, E), an initialisation, the dynamics to run and how to run them."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    # task (method.md section 1)
+    d: int = Field(..., ge=2, description="input = output dimension d (>= 2)", examples=[200])
+    rank: int = Field(..., ge=1, description="rank k of the target A* = C D^T, 1 <= rank <= d", examples=[5])
+    noise_std: FiniteFloat = Field(1.0, ge=0, description="standard deviation of the noise E added to A*")
+    task_seed: int = Field(0, ge=0, description="seed of the task draw (A*, E)")
+    seed: int = Field(0, ge=0, description="seed of the network's initialisation")
+
+    # network (method.md section 2): exactly one form for each of sigma^2 and w
+    gamma_sigma2: FiniteFloat | None = Field(None, description="sigma^2 = d^gamma_sigma2", examples=[-1.85])
+    gamma_w: FiniteFloat | None = Field(None, description="width w = floor(d^gamma_w)", examples=[2.25])
+    sigma2: FiniteFloat | None = Field(None, gt=0, description="initialisation variance sigma^2 (> 0)")
+    width: int | None = Field(None, ge=1, description="hidden width w (>= 1)")
+
+    # what to run
+    dynamics: list[DynamicsName] = Field(
+        default_factory=lambda: ["gd"],
+        min_length=1,
+        description="non-empty subset of gd, self_consistent, lazy, balanced",
+        examples=[["gd", "self_consistent"]],
+    )
+    steps: int = Field(100, ge=0, description="maximum number of iterations")
+    lr: FiniteFloat | None = Field(None, gt=0, description="explicit learning rate eta (overrides the rule)")
+    lr_constant: FiniteFloat = Field(
+        5.0, gt=0, description="c_lr: eta = 1/(c_lr sigma^2 w) if sigma^2 w > d else 1/(c_lr ||A*||_op)"
+    )
+    stopping: Literal["paper", "none"] = Field("none", description="paper stopping rules or none")
+    gd_update: Literal["simultaneous", "sequential"] = Field(
+        "simultaneous", description="GD update order (sequential = the paper's reference code)"
+    )
+    init: Literal["auto", "dense", "wishart"] = Field(
+        "auto", description="dense W1, W2 or the exact Wishart (Bartlett) reduction; auto = wishart when w >= 2d"
+    )
+    dtype: Literal["float64", "float32"] = "float64"
+    record_every: int = Field(1, ge=1, description="record scalar metrics every this many steps")
+    spectrum_every: int = Field(10, ge=0, description="record the singular values every this many steps (0: never)")
+    backend: Literal["auto", "numpy", "cupy"] = "auto"
+
+    @field_validator("dynamics")
+    @classmethod
+    def _unique_dynamics(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("each dynamics may appear once")
+        return [name for name in DYNAMICS if name in v]  # canonical order
+
+    @field_validator("d")
+    @classmethod
+    def _d_limit(cls, v: int, info: ValidationInfo) -> int:
+        lim = _limits(info)
+        if v > lim.max_d:
+            raise ValueError(f"d = {v} exceeds the limit of {lim.max_d}")
+        return v
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_limit(cls, v: int, info: ValidationInfo) -> int:
+        lim = _limits(info)
+        if v > lim.max_steps:
+            raise ValueError(f"steps = {v} exceeds the limit of {lim.max_steps}")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_network(cls, data: Any) -> Any:
+        """Check one form per quantity; derive the other (sigma2 <-> gamma_sigma2, width <-> gamma_w)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        d = data.get("d")
+        try:
+            d_ok = d is not None and int(d) == d and int(d) >= 2
+        except (TypeError, ValueError):
+            d_ok = False
+        for gamma_key, direct_key in (("gamma_sigma2", "sigma2"), ("gamma_w", "width")):
+            g, x = data.get(gamma_key), data.get(direct_key)
+            if g is None and x is None:
+                raise ValueError(f"give either {gamma_key} or {direct_key}")
+            # a request that came back from model_dump carries both; it is consistent iff x == derived(g)
+            if g is not None and x is not None:
+                if d_ok and _is_number(g) and _is_number(x) and _consistent(gamma_key, int(d), g, x):
+                    data[direct_key] = None  # re-derive below
+                else:
+                    raise ValueError(f"give either {gamma_key} or {direct_key}, not both")
+        return data
+
+    @model_validator(mode="after")
+    def _fill_and_check(self, info: ValidationInfo) -> SimulationRequest:
+        d = self.d
+        if self.rank > d:
+            raise _field_error("rank", f"rank = {self.rank} must be between 1 and d = {d}")
+        ln_d = math.log(d)
+        if self.sigma2 is None:
+            assert self.gamma_sigma2 is not None
+            s2 = float(d) ** self.gamma_sigma2
+            if not (s2 > 0 and math.isfinite(s2)):
+                raise _field_error("gamma_sigma2", f"sigma^2 = d^{self.gamma_sigma2} is not a finite positive number")
+            object.__setattr__(self, "sigma2", s2)
+        else:
+            object.__setattr__(self, "gamma_sigma2", math.log(self.sigma2) / ln_d)
+        if self.width is None:
+            assert self.gamma_w is not None
+            w_float = float(d) ** self.gamma_w
+            if not math.isfinite(w_float) or w_float > 2**62:
+                raise _field_error("gamma_w", f"width d^{self.gamma_w} is too large")
+            w = _floor_width(d, self.gamma_w)
+            if w < 1:
+                raise _field_error("gamma_w", f"width floor(d^{self.gamma_w}) = {w} must be >= 1")
+            object.__setattr__(self, "width", w)
+        else:
+            object.__setattr__(self, "gamma_w", math.log(self.width) / ln_d)
+        w = self.width
+        assert w is not None and self.sigma2 is not None
+        threshold = self.sigma2 * w
+        if not math.isfinite(threshold):
+            raise _field_error("sigma2", "the threshold sigma^2 w is not finite")
+        if self.init == "wishart" and w < 2 * d:
+            raise _field_error(
+                "init", f"wishart needs width >= 2d = {2 * d} (width = {w}); use init = dense or auto"
+            )
+        if self.uses_dense_init:
+            lim = _limits(info)
+            nbytes = self.dense_weight_bytes
+            if nbytes > lim.dense_memory_bytes:
+                raise _field_error(
+                    "init",
+                    f"dense weights W1, W2 need {nbytes / 2**20:.0f} MiB, over the budget of "
+                    f"{lim.dense_memory_bytes / 2**20:.0f} MiB; init = wishart (or auto) runs the same dynamics "
+                    f"exactly on 2d-wide weights (method.md section 4)",
+                )
+        return self
+
+    # ---- derived quantities -------------------------------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        """sigma^2 w: singular values below it are lazy, above it balanced."""
+        assert self.sigma2 is not None and self.width is not None
+        return self.sigma2 * self.width
+
+    @property
+    def uses_dense_init(self) -> bool:
+        assert self.width is not None
+        return self.init == "dense" or (self.init == "auto" and self.width < 2 * self.d)
+
+    @property
+    def dense_weight_bytes(self) -> int:
+        """Bytes of the dense W1 (w x d) and W2 (d x w)."""
+        assert self.width is not None
+        itemsize = 8 if self.dtype == "float64" else 4
+        return 2 * self.width * self.d * itemsize
+
+    @property
+    def inner_width(self) -> int:
+        """Width of the weights GD actually runs on: 2d when reduced, w when dense and w < 2d."""
+        assert self.width is not None
+        return self.width if (self.uses_dense_init and self.width < 2 * self.d) else 2 * self.d
+
+    def normalized(self) -> dict[str, Any]:
+        """The canonical JSON form (every field filled in), the basis of the cache key."""
+        return self.model_dump(mode="json")
+
+    def cache_key(self) -> str:
+        """sha256 of the normalised request (seeds included): equal requests share one stored result."""
+        payload = self.normalized()
+        payload.pop("backend", None)  # same numbers on any backend (host-drawn seeds)
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _floor_width(d: int, gamma_w: float) -> int:
+    """floor(d^gamma_w), robust to d^gamma_w landing a hair below an integer (e.g. 10^2 = 99.999...)."""
+    w_float = float(d) ** gamma_w
+    w = math.floor(w_float)
+    if math.isclose(w_float, w + 1, rel_tol=1e-12):
+        w += 1
+    return w
+
+
+def _consistent(gamma_key: str, d: int, g: float, x: float) -> bool:
+    if gamma_key == "gamma_sigma2":
+        return x > 0 and math.isclose(float(d) ** g, x, rel_tol=1e-9)
+    return _floor_width(d, g) == x
+
+
+def _field_error(field: str, message: str) -> ValueError:
+    """A ValueError whose text names the field (pydantic puts model-level errors at the root)."""
+    return ValueError(f"{field}: {message}")
+
+
+def regime(gamma_sigma2: float, gamma_w: float, width: int, rank: int) -> dict[str, Any]:
+    """method.md section 7: active iff gamma_sigma2 + gamma_w < 1; theory applies iff gamma_w > 1 and
+    gamma_w + 2 gamma_sigma2 < 0; underparametrised iff w < k."""
+    return {
+        "regime": "active" if gamma_sigma2 + gamma_w < 1 else "lazy",
+        "theory_applies": bool(gamma_w > 1 and gamma_w + 2 * gamma_sigma2 < 0),
+        "underparametrised": bool(width < rank),
+    }
