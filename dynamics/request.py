@@ -255,3 +255,31 @@ def regime(gamma_sigma2: float, gamma_w: float, width: int, rank: int) -> dict[s
         "theory_applies": bool(gamma_w > 1 and gamma_w + 2 * gamma_sigma2 < 0),
         "underparametrised": bool(width < rank),
     }
+
+
+_FIELD_NAMES = set(SimulationRequest.model_fields)
+
+
+def error_details(exc: Any) -> list[dict[str, Any]]:
+    """Errors of a pydantic ValidationError as ``{"loc": [...], "field": name, "msg": reason}``.
+
+    Model-level checks (rank <= d, wishart needs w >= 2d, ...) are raised as "<field>: <reason>" and
+    land at the model's root; here they are moved to their field, so every error names one.
+    """
+    out: list[dict[str, Any]] = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = [str(p) for p in err.get("loc", ())]
+        msg = str(err.get("msg", ""))
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        head, sep, rest = msg.partition(": ")
+        if sep and head in _FIELD_NAMES:
+            loc = [*loc, head]
+            msg = rest
+        elif not loc or loc[-1] not in _FIELD_NAMES:
+            for name in ("gamma_sigma2", "gamma_w"):
+                if name in msg:
+                    loc = [*loc, name]
+                    break
+        out.append({"loc": loc, "field": loc[-1] if loc else None, "msg": msg, "type": err.get("type")})
+    return out

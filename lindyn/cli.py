@@ -1,0 +1,36 @@
+"""The ``lindyn`` command line (typer). Commands live in lindyn/commands/, one module per group:
+
+- simulate.py: ``lindyn simulate`` (runs dynamics locally, no server)
+- server.py:   ``lindyn serve``, ``lindyn worker``, ``lindyn migrate`` (the service processes)
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="lindyn",
+    help="Training dynamics of two-layer linear networks: simulate locally, or run and query the service.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    import importlib
+
+    for module in ("simulate", "server"):
+        try:
+            mod = importlib.import_module(f"lindyn.commands.{module}")
+        except ModuleNotFoundError as exc:  # a group not written yet
+            if exc.name != f"lindyn.commands.{module}":
+                raise
+            continue
+        mod.register(app)
+
+
+_register()
+
+if __name__ == "__main__":
+    app()
