@@ -1,14 +1,66 @@
-"""Run requests: simulate (one) and simulate_batch (grid points advanced together as stacked arrays)."""
+"""Run requests: ``simulate`` (one) and ``simulate_batch`` (grid points advanced together as stacked arrays).
+
+A batch shares the task (d, rank, noise_std, task_seed), dtype, backend, the dynamics list and the GD
+update order; each point has its own initialisation, learning rate, threshold, stopping and step limit.
+Every dynamics keeps only its active points in its stacked arrays: a point that stops (converged,
+stopping rule, diverged, step limit) is recorded and dropped, so finished points cost nothing more.
+
+Cost per step and point (d x d matrices, reduced width 2d): GD 12 d^3 flops (3 matmuls); self-consistent
+and balanced one symmetric eigendecomposition of A^T A plus 6 matmuls; lazy O(d^2). Train and test errors
+are computed every step (the stopping rules need them, O(d^2)); the singular values only at recorded steps
+(GD, lazy: eigvalsh of A^T A, values only) or for free from the decomposition the step already made
+(self-consistent, balanced). The summary's ``stable_rank_at_min`` and ``rank_at_min`` are exact: A is copied
+whenever the test error reaches a new minimum, and that copy is decomposed once at the end.
+"""
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from dynamics.request import SimulationRequest
-from dynamics.result import SimulationResult
+import numpy as np
+
+from dynamics.backend import Backend, resolve_backend
+from dynamics.initialisation import initial_weights
+from dynamics.metrics import ignore_fp, singular_values, singular_values_from_gram, spectral_metrics
+from dynamics.request import SimulationRequest, regime
+from dynamics.result import METRIC_COLUMNS, Comparison, SimulationResult, Summary, Trajectory
+from dynamics.steps import balanced_step, gd_step, gram_eigh, lazy_step, self_consistent_step
+from dynamics.stopping import stop_reason
+from dynamics.task import Task, draw_task, error
 
 #: progress(step_done, total_steps): called a bounded number of times (about every 1% of the steps).
 ProgressCallback = Callable[[int, int], None]
+
+_GRAM_DYNAMICS = ("self_consistent", "balanced")  # their step decomposes A^T A anyway
+
+
+def learning_rate(request: SimulationRequest, task: Task) -> float:
+    """eta = lr if given; else 1 / (c_lr sigma^2 w) when sigma^2 w > d, else 1 / (c_lr ||A*||_op)."""
+    if request.lr is not None:
+        return float(request.lr)
+    if request.threshold > request.d:
+        return 1.0 / (request.lr_constant * request.threshold)
+    return 1.0 / (request.lr_constant * task.A_star_op_norm)
+
+
+def batch_key(request: SimulationRequest) -> tuple[Any, ...]:
+    """Requests with equal keys can run as one batch."""
+    inner = request.inner_width if "gd" in request.dynamics else 0
+    return (
+        request.d,
+        request.rank,
+        request.noise_std,
+        request.task_seed,
+        request.dtype,
+        request.backend,
+        tuple(request.dynamics),
+        request.gd_update,
+        inner,
+    )
 
 
 def simulate(request: SimulationRequest, *, progress: ProgressCallback | None = None) -> SimulationResult:
@@ -19,5 +71,293 @@ def simulate(request: SimulationRequest, *, progress: ProgressCallback | None = 
 def simulate_batch(
     requests: list[SimulationRequest], *, progress: ProgressCallback | None = None
 ) -> list[SimulationResult]:
-    """Run requests that share d, rank, noise_std, task_seed, dtype, backend and dynamics as one batch."""
-    raise NotImplementedError("being written")
+    """Run many requests, grouped by :func:`batch_key`, each group as one stacked batch.
+
+    Results come back in the order of ``requests``; each equals what :func:`simulate` gives for it alone.
+    ``progress(done, total)`` counts point-steps over all groups.
+    """
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, r in enumerate(requests):
+        groups.setdefault(batch_key(r), []).append(i)
+    total = sum(r.steps for r in requests)
+    results: list[SimulationResult | None] = [None] * len(requests)
+    offset = 0
+    for indices in groups.values():
+        group = [requests[i] for i in indices]
+        group_total = sum(r.steps for r in group)
+
+        def group_progress(done: int, _total: int, base: int = offset) -> None:
+            if progress is not None:
+                progress(base + done, total)
+
+        for i, res in zip(indices, _run_batch(group, group_progress), strict=True):
+            results[i] = res
+        offset += group_total
+    if progress is not None:
+        progress(total, total)
+    return [r for r in results if r is not None]
+
+
+# ---- the batched runner ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Log:
+    """Host-side record of one (point, dynamics)."""
+
+    rec_step: list[int] = field(default_factory=list)
+    rec: dict[str, list[float]] = field(default_factory=lambda: {c: [] for c in METRIC_COLUMNS})
+    spec_step: list[int] = field(default_factory=list)
+    spec: list[np.ndarray] = field(default_factory=list)
+    best: float = math.inf
+    best_step: int = -1
+    steps_run: int = 0
+    stop_reason: str = "max_steps"
+
+
+@dataclass
+class _State:
+    """The active points of one dynamics: global indices and their stacked arrays."""
+
+    name: str
+    idx: np.ndarray  # global point index of each row
+    arrays: dict[str, Any]  # "W1", "W2" (gd) or "A"; plus "eta", "c" (n, 1, 1)
+    best_A: Any  # (B, d, d): A at each point's minimal test error so far
+
+
+def _run_batch(reqs: list[SimulationRequest], progress: ProgressCallback) -> list[SimulationResult]:
+    t_start = time.perf_counter()
+    r0 = reqs[0]
+    be = resolve_backend(r0.backend)
+    xp = be.xp
+    dtype = xp.float64 if r0.dtype == "float64" else xp.float32
+    d, k, B = r0.d, r0.rank, len(reqs)
+
+    task = draw_task(d, r0.rank, r0.noise_std, r0.task_seed)
+    Y = xp.asarray(task.Y, dtype=dtype)
+    E = xp.asarray(task.E, dtype=dtype)
+    lrs = np.array([learning_rate(r, task) for r in reqs])
+    thresholds = np.array([r.threshold for r in reqs])
+    max_steps = np.array([r.steps for r in reqs])
+    T = int(max_steps.max())
+
+    weights = [initial_weights(d, r.width or 0, r.sigma2 or 0.0, r.seed, r.init) for r in reqs]
+    W1 = xp.asarray(np.stack([w[0] for w in weights]), dtype=dtype)
+    W2 = xp.asarray(np.stack([w[1] for w in weights]), dtype=dtype)
+    del weights
+    A0 = xp.matmul(W2, W1)
+    eta = xp.asarray(lrs.reshape(B, 1, 1), dtype=dtype)
+    c = xp.asarray(thresholds.reshape(B, 1, 1), dtype=dtype)
+    t_init = time.perf_counter() - t_start
+
+    states: dict[str, _State] = {}
+    for name in r0.dynamics:
+        arrays = {"W1": W1, "W2": W2} if name == "gd" else {"A": A0.copy()}
+        arrays.update(eta=eta, c=c)
+        states[name] = _State(name, np.arange(B), arrays, xp.zeros((B, d, d), dtype=dtype))
+    del A0
+    logs = {name: [_Log() for _ in range(B)] for name in r0.dynamics}
+    train_hist = {name: np.full((B, T + 1), np.nan) for name in r0.dynamics}
+    test_hist = {name: np.full((B, T + 1), np.nan) for name in r0.dynamics}
+    compare = "gd" in states and "self_consistent" in states
+    dist_hist = np.full((B, T + 1), np.nan) if compare else None
+
+    progress_every = max(1, T // 100)
+    with ignore_fp(xp):
+        for i in range(T + 1):
+            current: dict[str, tuple[np.ndarray, Any]] = {}
+            for st in states.values():
+                if st.idx.size:
+                    current[st.name] = _advance(
+                        be, st, i, Y, E, d, k, reqs, max_steps, logs[st.name], train_hist[st.name], test_hist[st.name]
+                    )
+            if dist_hist is not None and "gd" in current and "self_consistent" in current:
+                (idx_gd, A_gd), (idx_sc, A_sc) = current["gd"], current["self_consistent"]
+                common, p_gd, p_sc = np.intersect1d(idx_gd, idx_sc, assume_unique=True, return_indices=True)
+                if common.size:
+                    dist = error(xp, A_gd[xp.asarray(p_gd)] - A_sc[xp.asarray(p_sc)], d)
+                    dist_hist[common, i] = be.to_host(dist)
+            if not any(st.idx.size for st in states.values()):
+                break
+            if i % progress_every == 0 and i:
+                progress(int(np.minimum(max_steps, i).sum()), int(max_steps.sum()))
+
+        results = _results(be, reqs, states, logs, train_hist, test_hist, dist_hist, lrs, k)
+    elapsed = time.perf_counter() - t_start
+    for res in results:
+        res.timings = {"init_s": t_init, "total_s": elapsed, "batch_size": float(B)}
+    return results
+
+
+def _advance(
+    be: Backend,
+    st: _State,
+    i: int,
+    Y: Any,
+    E: Any,
+    d: int,
+    k: int,
+    reqs: list[SimulationRequest],
+    max_steps: np.ndarray,
+    logs: list[_Log],
+    train_hist: np.ndarray,
+    test_hist: np.ndarray,
+) -> tuple[np.ndarray, Any]:
+    """Metrics of A_i for the active points of one dynamics, stop those that stop, step the rest.
+
+    Returns (global indices, A_i) of the points active at step i, for the GD/self-consistent distance.
+    """
+    xp = be.xp
+    arr = st.arrays
+    A = xp.matmul(arr["W2"], arr["W1"]) if st.name == "gd" else arr["A"]
+    G = A - Y
+    idx = st.idx
+    current = (idx, A)
+    train = be.to_host(error(xp, G, d))
+    test = be.to_host(error(xp, G + E, d))
+    train_hist[idx, i] = train
+    test_hist[idx, i] = test
+
+    # new minima of the test error: keep a copy of A there
+    best = np.array([logs[p].best for p in idx])
+    improved = np.nonzero(test < best)[0]
+    if improved.size:
+        st.best_A[xp.asarray(idx[improved])] = A[xp.asarray(improved)]
+        for pos in improved:
+            logs[idx[pos]].best = float(test[pos])
+            logs[idx[pos]].best_step = i
+
+    # errors beyond this mean |A|^2 is near the float range: stop as diverged before A^T A overflows
+    blowup = float(np.sqrt(np.finfo(A.dtype).max)) / (d * d)
+    reasons = [
+        stop_reason(train_hist[p], test_hist[p], i, int(max_steps[p]), reqs[p].stopping, blowup) for p in idx
+    ]
+    stopping = np.array([r is not None for r in reasons])
+    diverged = np.array([r == "diverged" for r in reasons])
+    if diverged.any():  # decompose zeros instead of NaN/inf rows (their metrics are NaN)
+        A = xp.where(xp.asarray(diverged)[:, None, None], 0.0, A)
+    record = np.array([i % reqs[p].record_every == 0 for p in idx]) | stopping
+    spectrum = np.array([reqs[p].spectrum_every > 0 and i % reqs[p].spectrum_every == 0 for p in idx]) | stopping
+
+    s2 = V = None
+    if st.name in _GRAM_DYNAMICS and not stopping.all():
+        s2, V = gram_eigh(xp, A)
+    if record.any() or spectrum.any():
+        s = singular_values_from_gram(xp, s2) if s2 is not None else singular_values(xp, A)
+        metrics = spectral_metrics(xp, s, k, arr["c"][:, 0, 0])
+        host = {name: be.to_host(v) for name, v in metrics.items()}
+        for v in host.values():
+            v[diverged] = np.nan
+        host["train_error"], host["test_error"] = train, test
+        s_host = be.to_host(s) if spectrum.any() else None
+        for pos in np.nonzero(record)[0]:
+            log = logs[idx[pos]]
+            log.rec_step.append(i)
+            for col in METRIC_COLUMNS:
+                log.rec[col].append(float(host[col][pos]))
+        if s_host is not None:
+            for pos in np.nonzero(spectrum)[0]:
+                logs[idx[pos]].spec_step.append(i)
+                logs[idx[pos]].spec.append(s_host[pos].astype(np.float64))
+
+    for pos in np.nonzero(stopping)[0]:
+        log = logs[idx[pos]]
+        log.steps_run = i
+        log.stop_reason = reasons[pos] or "max_steps"
+
+    if stopping.any():  # drop the stopped points from every array of this dynamics
+        keep = np.nonzero(~stopping)[0]
+        keep_x = xp.asarray(keep)
+        st.idx = idx[keep]
+        for name in list(arr):
+            arr[name] = arr[name][keep_x]
+        A, G = A[keep_x], G[keep_x]
+        if s2 is not None:
+            s2, V = s2[keep_x], V[keep_x]
+        if st.name == "gd":
+            A = None
+        if not keep.size:
+            return current
+
+    eta, c = arr["eta"], arr["c"]
+    if st.name == "gd":
+        arr["W1"], arr["W2"] = gd_step(xp, arr["W1"], arr["W2"], G, eta, reqs[int(st.idx[0])].gd_update)
+    elif st.name == "self_consistent":
+        arr["A"] = self_consistent_step(xp, A, G, eta, c, s2, V)
+    elif st.name == "balanced":
+        arr["A"] = balanced_step(xp, A, G, eta, s2, V)
+    else:
+        arr["A"] = lazy_step(xp, A, G, eta, c)
+    return current
+
+
+def _results(
+    be: Backend,
+    reqs: list[SimulationRequest],
+    states: dict[str, _State],
+    logs: dict[str, list[_Log]],
+    train_hist: dict[str, np.ndarray],
+    test_hist: dict[str, np.ndarray],
+    dist_hist: np.ndarray | None,
+    lrs: np.ndarray,
+    k: int,
+) -> list[SimulationResult]:
+    xp = be.xp
+    at_min: dict[str, dict[str, np.ndarray]] = {}
+    for name, st in states.items():
+        s = singular_values(xp, st.best_A)
+        m = spectral_metrics(xp, s, k, xp.zeros(s.shape[0], dtype=s.dtype))
+        at_min[name] = {"stable_rank": be.to_host(m["stable_rank"]), "rank": be.to_host(m["rank"])}
+        st.best_A = None
+
+    out = []
+    for p, req in enumerate(reqs):
+        trajectories: dict[str, Trajectory] = {}
+        summaries: dict[str, Summary] = {}
+        for name in req.dynamics:
+            log = logs[name][p]
+            n = log.steps_run
+            d = req.d
+            trajectories[name] = Trajectory(
+                step=np.array(log.rec_step, dtype=np.int64),
+                metrics={c: np.array(v, dtype=np.float64) for c, v in log.rec.items()},
+                spectrum_steps=np.array(log.spec_step, dtype=np.int64),
+                spectrum=np.array(log.spec) if log.spec else np.zeros((0, d)),
+            )
+            found = log.best_step >= 0
+            summaries[name] = Summary(
+                min_test_error=log.best if found else math.nan,
+                min_test_error_step=log.best_step,
+                stable_rank_at_min=float(at_min[name]["stable_rank"][p]) if found else math.nan,
+                rank_at_min=int(at_min[name]["rank"][p]) if found else 0,
+                final_train_error=float(train_hist[name][p, n]),
+                final_test_error=float(test_hist[name][p, n]),
+                steps_run=n,
+                stop_reason=log.stop_reason,
+                diverged_step=n if log.stop_reason == "diverged" else None,
+            )
+        comparison = None
+        if dist_hist is not None:
+            row = dist_hist[p]
+            steps = np.nonzero(~np.isnan(row))[0]
+            dist = row[steps]
+            finite = dist[np.isfinite(dist)]
+            mx = float(finite.max()) if finite.size else math.nan
+            comparison = Comparison(
+                step=steps, distance=dist, max_distance=mx, log_max_distance=math.log(mx) if mx > 0 else -math.inf
+            )
+        assert req.gamma_sigma2 is not None and req.gamma_w is not None and req.width is not None
+        out.append(
+            SimulationResult(
+                request=req.normalized(),
+                lr=float(lrs[p]),
+                threshold=req.threshold,
+                regime=regime(req.gamma_sigma2, req.gamma_w, req.width, req.rank),
+                trajectories=trajectories,
+                summaries=summaries,
+                comparison=comparison,
+                backend=be.name,
+                device=be.device,
+            )
+        )
+    return out
