@@ -148,7 +148,7 @@ class SimulationRequest(BaseModel):
         ln_d = math.log(d)
         if self.sigma2 is None:
             assert self.gamma_sigma2 is not None
-            s2 = float(d) ** self.gamma_sigma2
+            s2 = _power(d, self.gamma_sigma2)
             if not (s2 > 0 and math.isfinite(s2)):
                 raise _field_error("gamma_sigma2", f"sigma^2 = d^{self.gamma_sigma2} is not a finite positive number")
             object.__setattr__(self, "sigma2", s2)
@@ -156,7 +156,7 @@ class SimulationRequest(BaseModel):
             object.__setattr__(self, "gamma_sigma2", math.log(self.sigma2) / ln_d)
         if self.width is None:
             assert self.gamma_w is not None
-            w_float = float(d) ** self.gamma_w
+            w_float = _power(d, self.gamma_w)
             if not math.isfinite(w_float) or w_float > 2**62:
                 raise _field_error("gamma_w", f"width d^{self.gamma_w} is too large")
             w = _floor_width(d, self.gamma_w)
@@ -223,13 +223,23 @@ class SimulationRequest(BaseModel):
         return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _power(d: int, gamma: float) -> float:
+    """d^gamma, inf on overflow."""
+    try:
+        return float(d) ** gamma
+    except OverflowError:
+        return math.inf
+
+
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _floor_width(d: int, gamma_w: float) -> int:
     """floor(d^gamma_w), robust to d^gamma_w landing a hair below an integer (e.g. 10^2 = 99.999...)."""
-    w_float = float(d) ** gamma_w
+    w_float = _power(d, gamma_w)
+    if not math.isfinite(w_float):
+        return -1
     w = math.floor(w_float)
     if math.isclose(w_float, w + 1, rel_tol=1e-12):
         w += 1
@@ -238,7 +248,7 @@ def _floor_width(d: int, gamma_w: float) -> int:
 
 def _consistent(gamma_key: str, d: int, g: float, x: float) -> bool:
     if gamma_key == "gamma_sigma2":
-        return x > 0 and math.isclose(float(d) ** g, x, rel_tol=1e-9)
+        return x > 0 and math.isclose(_power(d, g), x, rel_tol=1e-9)
     return _floor_width(d, g) == x
 
 
@@ -281,5 +291,6 @@ def error_details(exc: Any) -> list[dict[str, Any]]:
                 if name in msg:
                     loc = [*loc, name]
                     break
-        out.append({"loc": loc, "field": loc[-1] if loc else None, "msg": msg, "type": err.get("type")})
+        field = next((p for p in loc if p in _FIELD_NAMES), loc[-1] if loc else None)
+        out.append({"loc": loc, "field": field, "msg": msg, "type": err.get("type")})
     return out

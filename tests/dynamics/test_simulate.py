@@ -1,0 +1,203 @@
+"""simulate / simulate_batch: batching, reproducibility, stopping, divergence, metrics."""
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dynamics import SimulationRequest, simulate, simulate_batch
+from dynamics.initialisation import initial_weights
+from dynamics.reference import dense_gd_step, two_root_self_consistent_step
+from dynamics.simulate import learning_rate
+from dynamics.stopping import paper_stop_reason, stop_reason
+from dynamics.task import draw_task
+
+ALL = ["gd", "self_consistent", "lazy", "balanced"]
+
+
+def req(**kw) -> SimulationRequest:  # type: ignore[no-untyped-def]
+    base = dict(d=12, rank=2, gamma_sigma2=-1.5, gamma_w=2.0, dynamics=ALL, steps=40, backend="numpy")
+    base.update(kw)
+    return SimulationRequest(**base)
+
+
+def _same(a, b, tol: float) -> None:  # type: ignore[no-untyped-def]
+    for name in a.summaries:
+        sa, sb = a.summaries[name], b.summaries[name]
+        assert sa.steps_run == sb.steps_run and sa.stop_reason == sb.stop_reason
+        assert sa.min_test_error_step == sb.min_test_error_step
+        for col in ("min_test_error", "stable_rank_at_min", "final_train_error", "final_test_error"):
+            x, y = getattr(sa, col), getattr(sb, col)
+            assert math.isclose(x, y, rel_tol=tol, abs_tol=0), (name, col, x, y)
+        ta, tb = a.trajectories[name], b.trajectories[name]
+        assert np.array_equal(ta.step, tb.step)
+        for col, v in ta.metrics.items():
+            np.testing.assert_allclose(v, tb.metrics[col], rtol=tol, atol=0, equal_nan=True)
+        np.testing.assert_allclose(ta.spectrum, tb.spectrum, rtol=tol, atol=tol * ta.spectrum.max(initial=0))
+    if a.comparison is not None:
+        np.testing.assert_allclose(a.comparison.distance, b.comparison.distance, rtol=tol, atol=1e-300)
+
+
+def test_batch_equals_each_point_alone() -> None:
+    """A grid of 6 points (different sigma^2, w, seeds, stopping) run as one batch equals each run alone,
+    to 1e-12 relative (batched BLAS may block the matmuls differently; float64 round-off ~1e-15)."""
+    points = [
+        req(gamma_sigma2=g, gamma_w=w, seed=s, stopping=stop, steps=st)
+        for g, w, s, stop, st in [
+            (-1.8, 1.9, 0, "paper", 60),
+            (-1.2, 2.2, 1, "paper", 60),
+            (-0.6, 2.0, 2, "none", 30),
+            (-1.5, 1.8, 3, "paper", 45),
+            (-2.0, 2.3, 4, "none", 60),
+            (-1.0, 1.9, 5, "paper", 20),
+        ]
+    ]
+    batch = simulate_batch(points)
+    for p, res in zip(points, batch, strict=True):
+        _same(res, simulate(p), 1e-12)
+    # the batch had points stopping at different steps
+    assert len({r.summaries["gd"].steps_run for r in batch}) > 1
+
+
+def test_batch_groups_incompatible_requests_and_keeps_order() -> None:
+    points = [req(d=8), req(d=10, dynamics=["gd"]), req(d=8, seed=4), req(d=10, width=7, gamma_w=None)]
+    results = simulate_batch(points)
+    assert [r.request["d"] for r in results] == [8, 10, 8, 10]
+    assert results[3].request["width"] == 7
+    _same(results[2], simulate(points[2]), 1e-12)
+
+
+def test_same_request_gives_identical_results() -> None:
+    a, b = simulate(req(stopping="paper")), simulate(req(stopping="paper"))
+    _same(a, b, 0.0)
+    c = simulate(req(seed=1))
+    assert c.summaries["gd"].final_train_error != a.summaries["gd"].final_train_error
+
+
+def test_trajectory_matches_reference_dynamics() -> None:
+    """The runner's GD (dense, w < 2d) and self-consistent trajectories against the reference step functions."""
+    r = req(width=15, gamma_w=None, init="dense", dynamics=["gd", "self_consistent"], steps=25, gd_update="sequential")
+    res = simulate(r)
+    task = draw_task(r.d, r.rank, r.noise_std, r.task_seed)
+    eta = learning_rate(r, task)
+    W1, W2 = initial_weights(r.d, 15, r.sigma2, r.seed, "dense")
+    A = W2 @ W1
+    gd_test, sc_test = [], []
+    for _ in range(26):
+        gd_test.append(np.sum((W2 @ W1 - task.A_star) ** 2) / r.d**2)
+        sc_test.append(np.sum((A - task.A_star) ** 2) / r.d**2)
+        W1, W2 = dense_gd_step(np, W1, W2, task.Y, eta, "sequential")
+        A = two_root_self_consistent_step(np, A, task.Y, eta, r.threshold)
+    np.testing.assert_allclose(res.trajectories["gd"].metrics["test_error"], gd_test, rtol=1e-10)
+    np.testing.assert_allclose(res.trajectories["self_consistent"].metrics["test_error"], sc_test, rtol=1e-10)
+
+
+def test_recording_and_spectrum_schedule() -> None:
+    r = req(steps=23, record_every=5, spectrum_every=10)
+    res = simulate(r)
+    t = res.trajectories["gd"]
+    assert t.step.tolist() == [0, 5, 10, 15, 20, 23]  # the final step is always recorded
+    assert t.spectrum_steps.tolist() == [0, 10, 20, 23]
+    assert t.spectrum.shape == (4, r.d)
+    s = t.spectrum[1]
+    assert (np.diff(s) <= 1e-12).all()  # descending
+    # metrics from the spectrum
+    assert math.isclose(t.metrics["stable_rank"][2], np.sum(s**2) / s[0] ** 2, rel_tol=1e-12)
+    assert t.metrics["rank"][2] == np.sum(s > s[0] / 5)
+    assert math.isclose(t.metrics["gap_ratio"][2], s[r.rank - 1] / s[r.rank], rel_tol=1e-12)
+    assert t.metrics["n_above_threshold"][2] == np.sum(s > r.threshold)
+
+
+def test_summary_at_minimum_is_exact() -> None:
+    """stable_rank_at_min is that of A at the step of minimal test error (recorded there with record_every=1)."""
+    res = simulate(req(steps=60, stopping="paper"))
+    for name, s in res.summaries.items():
+        t = res.trajectories[name]
+        j = int(np.nonzero(t.step == s.min_test_error_step)[0][0])
+        assert s.min_test_error == t.metrics["test_error"].min() == t.metrics["test_error"][j]
+        assert math.isclose(s.stable_rank_at_min, t.metrics["stable_rank"][j], rel_tol=1e-9)
+        assert s.rank_at_min == t.metrics["rank"][j]
+
+
+def test_paper_stopping_rules_unit() -> None:
+    assert paper_stop_reason([1.0, 0.5, 0.0009], [1, 1, 1], 2) == "train_converged"
+    assert paper_stop_reason([1, 0.9, 0.8, 0.7, 0.6], [1, 0.9, 0.8, 0.85, 0.9], 4) == "test_rising"
+    assert paper_stop_reason([1, 0.9, 0.8, 0.7, 0.6], [1, 0.9, 0.8, 0.85, 0.9], 3) is None  # needs i > 3
+    assert paper_stop_reason([1, 0.9, 0.8, 0.7, 0.6999], [1, 0.9, 0.8, 0.7, 0.6], 4) == "plateau"
+    assert paper_stop_reason([0.7, 0.7, 0.7, 0.7, 0.6999], [1, 0.9, 0.8, 0.7, 0.6], 4) is None  # no progress
+    assert stop_reason([1.0, math.nan], [1.0, 1.0], 1, 10, "none") == "diverged"
+    assert stop_reason([1.0, 0.5], [1.0, 1.0], 1, 1, "none") == "max_steps"
+    assert stop_reason([1.0, 1e-4], [1.0, 1.0], 1, 10, "none") is None  # rules off
+
+
+def test_paper_stopping_in_a_run() -> None:
+    res = simulate(req(steps=500, stopping="paper", dynamics=["gd"]))
+    s = res.summaries["gd"]
+    assert s.stop_reason in ("train_converged", "test_rising", "plateau")
+    assert s.steps_run < 500
+    test = res.trajectories["gd"].metrics["test_error"]
+    if s.stop_reason == "test_rising":
+        assert test[-3] < test[-2] < test[-1]
+
+
+def test_divergence_is_reported_not_raised() -> None:
+    res = simulate(req(lr=5.0, steps=200, dynamics=ALL))
+    for name in ("gd", "self_consistent", "lazy", "balanced"):
+        s = res.summaries[name]
+        assert s.stop_reason == "diverged", name
+        assert s.diverged_step == s.steps_run and 0 < s.steps_run < 200
+        assert math.isfinite(s.min_test_error)
+    assert res.diverged
+
+
+def test_learning_rate_rule() -> None:
+    task = draw_task(12, 2, 1.0, 0)
+    active = req(gamma_sigma2=-1.5, gamma_w=2.0, lr_constant=5)  # sigma^2 w = 12^0.5 < d
+    assert math.isclose(learning_rate(active, task), 1 / (5 * task.A_star_op_norm))
+    lazy = req(gamma_sigma2=-0.5, gamma_w=2.0, lr_constant=50)  # sigma^2 w = 12^1.5 > d
+    assert math.isclose(learning_rate(lazy, task), 1 / (50 * lazy.threshold))
+    assert learning_rate(req(lr=0.123), task) == 0.123
+
+
+def test_float32_tracks_float64() -> None:
+    """float32 follows float64 to about 1e-4 relative over 30 steps (eps32 ~ 6e-8 amplified by the steps)."""
+    a = simulate(req(steps=30, dtype="float64"))
+    b = simulate(req(steps=30, dtype="float32"))
+    for name in ALL:
+        np.testing.assert_allclose(
+            b.trajectories[name].metrics["train_error"], a.trajectories[name].metrics["train_error"], rtol=1e-4
+        )
+
+
+def test_task_shared_and_seeds_separate() -> None:
+    a, b = simulate(req(seed=0)), simulate(req(seed=1))
+    # step-0 metrics differ (other init), but the learning rate rule's ||A*|| is the same task
+    assert a.lr == b.lr
+    assert a.trajectories["gd"].metrics["train_error"][0] != b.trajectories["gd"].metrics["train_error"][0]
+
+
+def test_numpy_backend_never_imports_cupy() -> None:
+    code = (
+        "import sys\n"
+        "from dynamics import SimulationRequest, simulate\n"
+        "simulate(SimulationRequest(d=4, rank=1, sigma2=0.1, width=9, steps=2, backend='numpy'))\n"
+        "assert 'cupy' not in sys.modules, 'cupy imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_progress_is_reported_and_bounded() -> None:
+    calls: list[tuple[int, int]] = []
+    simulate(req(steps=1000, dynamics=["lazy"]), progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (1000, 1000)
+    assert 10 <= len(calls) <= 110
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls)
+
+
+@pytest.mark.parametrize("dyn", ALL)
+def test_each_dynamics_alone_reduces_train_error(dyn: str) -> None:
+    res = simulate(req(dynamics=[dyn], steps=30))
+    tr = res.trajectories[dyn].metrics["train_error"]
+    assert tr[-1] < tr[0]

@@ -1,0 +1,66 @@
+"""The self-consistent step with one decomposition against the direct formula with two square roots."""
+
+import numpy as np
+import pytest
+
+from dynamics.reference import sqrtm_psd, two_root_self_consistent_step
+from dynamics.steps import balanced_step, lazy_step, self_consistent_step
+from dynamics.task import draw_task
+
+
+def _state(d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    task = draw_task(d, 3, 1.0, task_seed=seed)
+    A = rng.standard_normal((d, d)) * 0.3 + 0.5 * task.A_star
+    return A, task.Y
+
+
+def _b(x: float) -> np.ndarray:
+    return np.array(x, dtype=float).reshape(1, 1, 1)
+
+
+@pytest.mark.parametrize("c", [0.05, 1.0, 7.0, 300.0])
+@pytest.mark.parametrize("d", [4, 17, 40])
+def test_one_decomposition_equals_two_square_roots(d: int, c: float) -> None:
+    """Agreement to 1e-10 relative in the update direction: both are backward stable, the difference is
+    a few ulps times the condition of the eigenproblems (well separated here)."""
+    A, Y = _state(d)
+    eta = 0.01
+    ours = self_consistent_step(np, A[None], (A - Y)[None], _b(eta), _b(c))[0]
+    ref = two_root_self_consistent_step(np, A, Y, eta, c)
+    assert np.linalg.norm((ours - A) - (ref - A)) <= 1e-10 * np.linalg.norm(ref - A)
+
+
+def test_balanced_is_self_consistent_at_zero_threshold() -> None:
+    A, Y = _state(20, 1)
+    eta = 0.01
+    G = (A - Y)[None]
+    bal = balanced_step(np, A[None], G, _b(eta))[0]
+    direct = A - eta * (sqrtm_psd(np, A @ A.T) @ (A - Y) + (A - Y) @ sqrtm_psd(np, A.T @ A))
+    assert np.linalg.norm(bal - direct) <= 1e-10 * np.linalg.norm(direct - A)
+
+
+def test_balanced_handles_rank_deficient_A() -> None:
+    """s = 0 directions contribute nothing (h is set to 0 there), no NaN."""
+    d = 10
+    A, Y = _state(d, 2)
+    U, s, Vt = np.linalg.svd(A)
+    s[4:] = 0.0
+    A = (U * s) @ Vt
+    bal = balanced_step(np, A[None], (A - Y)[None], _b(0.01))[0]
+    direct = A - 0.01 * (sqrtm_psd(np, A @ A.T) @ (A - Y) + (A - Y) @ sqrtm_psd(np, A.T @ A))
+    assert np.isfinite(bal).all()
+    assert np.linalg.norm(bal - direct) <= 1e-8 * np.linalg.norm(direct - A)
+
+
+def test_huge_threshold_approaches_lazy() -> None:
+    """(A A^T + c^2)^{1/2} = c I + O(|A|^2 / c): the relative difference of the directions is O(|A|^2/c^2)."""
+    A, Y = _state(15, 3)
+    G = (A - Y)[None]
+    s1 = np.linalg.norm(A, 2)
+    for c in (1e2, 1e4, 1e6):
+        eta = 1.0 / c
+        sc = self_consistent_step(np, A[None], G, _b(eta), _b(c))[0] - A
+        lz = lazy_step(np, A[None], G, _b(eta), _b(c))[0] - A
+        rel = np.linalg.norm(sc - lz) / np.linalg.norm(lz)
+        assert rel <= (s1 / c) ** 2, (c, rel)
