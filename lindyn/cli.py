@@ -17,6 +17,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def main() -> None:
+    """lindyn: simulate linear-network training dynamics locally, or run and query the lindyn service."""
+
+
 def _register() -> None:
     import importlib
 
