@@ -1,0 +1,107 @@
+"""``lindyn serve``, ``lindyn worker``, ``lindyn migrate``: the service's processes.
+
+Embedded default (no LINDYN_DATABASE_URL / LINDYN_BROKER_URL): ``lindyn serve`` migrates the SQLite file
+under LINDYN_DATA_DIR, starts a worker subprocess on the filesystem broker and the API in this process.
+Production: ``lindyn migrate`` once, ``lindyn serve --no-worker`` and ``lindyn worker --queues ...``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+
+
+def migrate() -> None:
+    """Create or upgrade the database schema (Alembic upgrade head)."""
+    import migrations
+    from models import get_settings
+
+    url = get_settings().db_url
+    migrations.upgrade(url)
+    typer.echo(f"database at revision head: {_safe_url(url)}")
+
+
+def worker(
+    queues: Annotated[str, typer.Option(help="comma-separated queues to consume: cpu, gpu")] = "cpu,gpu",
+    concurrency: Annotated[int | None, typer.Option(min=1, help="worker processes (default: one per CPU)")] = None,
+    loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
+) -> None:
+    """Run a Celery worker that executes queued runs."""
+    from models.jobs import QUEUES
+    from workers.celery_app import celery_app
+
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = sorted(set(names) - set(QUEUES))
+    if not names or unknown:
+        raise typer.BadParameter(f"queues must be among {', '.join(QUEUES)}; got {queues!r}", param_hint="--queues")
+    argv = ["worker", "-Q", ",".join(names), f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    celery_app.worker_main(argv)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="API only (workers run elsewhere)")] = False,
+    concurrency: Annotated[int, typer.Option(min=1, help="processes of the embedded worker")] = 1,
+) -> None:
+    """Migrate the database, then run the API (and, unless --no-worker, a worker beside it)."""
+    import uvicorn
+
+    import migrations
+    from models import get_settings
+    from models.jobs import ensure_broker_folders
+
+    settings = get_settings()
+    migrations.upgrade(settings.db_url)
+    ensure_broker_folders(settings)
+    child: subprocess.Popen[bytes] | None = None
+    if not no_worker:
+        cmd = [sys.executable, "-m", "lindyn.cli", "worker", "--concurrency", str(concurrency), "--loglevel", "WARNING"]
+        child = subprocess.Popen(cmd, env={**os.environ, **settings.environment()}, start_new_session=True)
+    typer.echo(f"lindyn API: http://{host}:{port}  docs: http://{host}:{port}/docs")
+    typer.echo(f"database: {_safe_url(settings.db_url)}  broker: {_safe_url(settings.broker)}")
+    if settings.embedded and no_worker:
+        typer.echo("note: embedded broker and --no-worker: start `lindyn worker` with the same LINDYN_DATA_DIR")
+    try:
+        uvicorn.run("service.main:app", host=host, port=port, log_level="info")
+    finally:
+        if child is not None:
+            _stop(child)
+
+
+def _stop(child: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Stop the worker's process group: SIGTERM (Celery's warm shutdown), then SIGKILL."""
+    if child.poll() is not None:
+        return
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    except ProcessLookupError:
+        pass
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a SQLAlchemy URL (a broker URL)
+        head, sep, tail = url.partition("@")
+        return f"{head.split(':', 1)[0]}://***@{tail}" if sep else url
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(worker)
+    app.command()(migrate)

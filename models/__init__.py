@@ -1,0 +1,24 @@
+"""SQLAlchemy 2 ORM: the tables (tables.py), engines and sessions (db.py), the operations the service and
+workers perform on them (crud.py), and the shared settings (settings.py). The schema is created only by the
+Alembic migrations in migrations/."""
+
+from models.base import RUN_STATUSES, Base, RunStatus
+from models.db import dispose_engines, get_sessionmaker, make_engine, session_scope
+from models.settings import Settings, get_settings
+from models.tables import Run, RunSummary, Sweep, TrajectoryPoint
+
+__all__ = [
+    "RUN_STATUSES",
+    "Base",
+    "Run",
+    "RunStatus",
+    "RunSummary",
+    "Settings",
+    "Sweep",
+    "TrajectoryPoint",
+    "dispose_engines",
+    "get_sessionmaker",
+    "get_settings",
+    "make_engine",
+    "session_scope",
+]

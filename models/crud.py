@@ -1,0 +1,226 @@
+"""What the service and the workers do to the tables: create and find runs, move a run through its
+statuses, store a result (replacing any earlier copy) and read a trajectory back."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from dynamics import METRIC_COLUMNS, TRAJECTORY_COLUMNS, SimulationRequest, SimulationResult, regime
+from models.base import RunStatus, utcnow
+from models.tables import Run, RunSummary, TrajectoryPoint
+
+ACTIVE = (RunStatus.queued.value, RunStatus.running.value)
+#: statuses whose run answers a resubmission of the same request (a failed or cancelled run is retried)
+REUSABLE = (RunStatus.queued.value, RunStatus.running.value, RunStatus.succeeded.value, RunStatus.diverged.value)
+
+
+# ---- runs ------------------------------------------------------------------------------------------------
+def new_run(request: SimulationRequest, *, sweep_id: uuid.UUID | None = None) -> Run:
+    """A queued run for a validated request (not yet added to a session)."""
+    assert request.gamma_sigma2 is not None and request.gamma_w is not None
+    assert request.sigma2 is not None and request.width is not None
+    reg = regime(request.gamma_sigma2, request.gamma_w, request.width, request.rank)
+    return Run(
+        id=uuid.uuid4(),
+        sweep_id=sweep_id,
+        status=RunStatus.queued.value,
+        request=request.normalized(),
+        cache_key=request.cache_key(),
+        d=request.d,
+        rank=request.rank,
+        gamma_sigma2=request.gamma_sigma2,
+        gamma_w=request.gamma_w,
+        sigma2=request.sigma2,
+        width=request.width,
+        dynamics=",".join(request.dynamics),
+        backend_requested=request.backend,
+        regime=reg["regime"],
+        theory_applies=reg["theory_applies"],
+        underparametrised=reg["underparametrised"],
+        progress_total=request.steps,
+        threshold=request.threshold,
+    )
+
+
+def find_reusable_run(session: Session, cache_key: str) -> Run | None:
+    """The newest run of the same normalised request that is queued, running or finished with a result."""
+    stmt = (
+        select(Run)
+        .where(Run.cache_key == cache_key, Run.status.in_(REUSABLE))
+        .order_by(Run.created_at.desc())
+        .limit(1)
+    )
+    return session.scalars(stmt).first()
+
+
+def _locked_run(session: Session, run_id: uuid.UUID) -> Run | None:
+    stmt = select(Run).where(Run.id == run_id).with_for_update().execution_options(populate_existing=True)
+    return session.scalars(stmt).first()
+
+
+def claim_run(session: Session, run_id: uuid.UUID) -> Run | None:
+    """Mark a queued run running (or take over a running one whose worker was lost); None if it must not run."""
+    run = _locked_run(session, run_id)
+    if run is None or run.status not in ACTIVE:
+        return None
+    run.status = RunStatus.running.value
+    run.started_at = utcnow()
+    run.finished_at = None
+    run.attempts += 1
+    run.progress_step = 0
+    run.error = None
+    return run
+
+
+def record_progress(session: Session, run_id: uuid.UUID, step: int, total: int) -> bool:
+    """Write progress; False when the run is no longer running (cancelled)."""
+    stmt = (
+        update(Run)
+        .where(Run.id == run_id, Run.status == RunStatus.running.value)
+        .values(progress_step=step, progress_total=total)
+    )
+    return session.execute(stmt).rowcount == 1
+
+
+def cancel_run(session: Session, run: Run) -> bool:
+    """Cancel a queued or running run; False if it already finished."""
+    stmt = (
+        update(Run)
+        .where(Run.id == run.id, Run.status.in_(ACTIVE))
+        .values(status=RunStatus.cancelled.value, finished_at=utcnow())
+    )
+    done = session.execute(stmt).rowcount == 1
+    session.refresh(run)
+    return done
+
+
+def fail_run(session: Session, run_id: uuid.UUID, message: str) -> bool:
+    """Mark a queued or running run failed with a message; a finished or cancelled run is left alone."""
+    stmt = (
+        update(Run)
+        .where(Run.id == run_id, Run.status.in_(ACTIVE))
+        .values(status=RunStatus.failed.value, error=message, finished_at=utcnow())
+    )
+    return session.execute(stmt).rowcount == 1
+
+
+# ---- results ---------------------------------------------------------------------------------------------
+def store_result(session: Session, run_id: uuid.UUID, result: SimulationResult) -> RunStatus | None:
+    """Replace the run's summaries and trajectory with ``result`` and set its final status, in the caller's
+    transaction. None (nothing written) when the run is no longer running, e.g. cancelled meanwhile."""
+    run = _locked_run(session, run_id)
+    if run is None or run.status != RunStatus.running.value:
+        return None
+    session.execute(delete(TrajectoryPoint).where(TrajectoryPoint.run_id == run_id))
+    session.execute(delete(RunSummary).where(RunSummary.run_id == run_id))
+    points = trajectory_rows(run_id, result)
+    if points:
+        session.execute(insert(TrajectoryPoint), points)
+    summaries = [
+        {"run_id": run_id, "dynamics": name, "position": i, **summary.as_dict()}
+        for i, (name, summary) in enumerate(result.summaries.items())
+    ]
+    if summaries:
+        session.execute(insert(RunSummary), summaries)
+
+    status = RunStatus.diverged if result.diverged else RunStatus.succeeded
+    comparison = result.comparison.as_dict() if result.comparison is not None else {}
+    run.status = status.value
+    run.finished_at = utcnow()
+    run.progress_step = max((s.steps_run for s in result.summaries.values()), default=run.progress_step)
+    run.lr = _finite(result.lr)
+    run.threshold = _finite(result.threshold)
+    run.backend = result.backend
+    run.device = result.device
+    run.timings = {k: float(v) for k, v in result.timings.items()}
+    run.regime = result.regime["regime"]
+    run.theory_applies = bool(result.regime["theory_applies"])
+    run.underparametrised = bool(result.regime["underparametrised"])
+    run.has_comparison = result.comparison is not None
+    run.max_distance = comparison.get("max_distance")
+    run.log_max_distance = comparison.get("log_max_distance")
+    run.error = None
+    return status
+
+
+def trajectory_rows(run_id: uuid.UUID, result: SimulationResult) -> list[dict[str, Any]]:
+    """The trajectory_points rows of a result: the union of the steps with metrics, spectrum or distance."""
+    rows: list[dict[str, Any]] = []
+    distance: dict[int, float | None] = {}
+    if result.comparison is not None:
+        distance = {int(s): _nan_to_none(x) for s, x in zip(result.comparison.step, result.comparison.distance)}
+    for name, traj in result.trajectories.items():
+        by_step: dict[int, dict[str, Any]] = {}
+
+        def row(step: int) -> dict[str, Any]:
+            if step not in by_step:
+                by_step[step] = {
+                    "run_id": run_id,
+                    "dynamics": name,
+                    "step": step,
+                    "recorded": False,
+                    **dict.fromkeys(METRIC_COLUMNS),
+                    "spectrum": None,
+                    "distance": None,
+                }
+            return by_step[step]
+
+        metrics = {col: np.asarray(traj.metrics[col], dtype=np.float64) for col in METRIC_COLUMNS}
+        for i, step in enumerate(np.asarray(traj.step).tolist()):
+            r = row(int(step))
+            r["recorded"] = True
+            for col in METRIC_COLUMNS:
+                r[col] = _nan_to_none(metrics[col][i])
+        for j, step in enumerate(np.asarray(traj.spectrum_steps).tolist()):
+            row(int(step))["spectrum"] = encode_spectrum(traj.spectrum[j])
+        if name == "gd":
+            for step, dist in distance.items():
+                row(step)["distance"] = dist
+        rows.extend(by_step[s] for s in sorted(by_step))
+    return rows
+
+
+def trajectory_columns(session: Session, run: Run, dynamics: list[str] | None = None) -> dict[str, list[Any]]:
+    """Long format, as ``SimulationResult.trajectory_columns``: columns TRAJECTORY_COLUMNS, one row per
+    (dynamics, recorded step), dynamics in the run's order. Non-finite values come back as None (NaN) or
+    as stored (+-inf)."""
+    names = [n for n in run.dynamics_list if dynamics is None or n in dynamics]
+    out: dict[str, list[Any]] = {c: [] for c in TRAJECTORY_COLUMNS}
+    cols = [getattr(TrajectoryPoint, c) for c in ("step", *METRIC_COLUMNS)]
+    for name in names:
+        stmt = (
+            select(*cols)
+            .where(TrajectoryPoint.run_id == run.id, TrajectoryPoint.dynamics == name, TrajectoryPoint.recorded)
+            .order_by(TrajectoryPoint.step)
+        )
+        for rec in session.execute(stmt):
+            out["dynamics"].append(name)
+            for c, v in zip(("step", *METRIC_COLUMNS), rec):
+                out[c].append(v)
+    return out
+
+
+# ---- the spectrum column -------------------------------------------------------------------------------
+def encode_spectrum(values: Any) -> bytes:
+    """Singular values as float64 little-endian bytes (8 bytes per value, the same on every database)."""
+    return np.asarray(values, dtype="<f8").tobytes()
+
+
+def decode_spectrum(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f8").astype(np.float64)
+
+
+def _nan_to_none(x: Any) -> float | None:
+    f = float(x)
+    return None if math.isnan(f) else f
+
+
+def _finite(x: Any) -> float | None:
+    f = float(x)
+    return f if math.isfinite(f) else None

@@ -1,0 +1,58 @@
+"""The contract between the service (which enqueues) and the workers (which run): task name, queues, and the
+Celery configuration both build their app from. Only a run id travels through the broker; everything else
+is in the database. Pure data: importing this module imports neither Celery nor FastAPI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.settings import Settings
+
+SIMULATE_RUN_TASK = "lindyn.simulate_run"
+CPU_QUEUE = "cpu"
+GPU_QUEUE = "gpu"
+QUEUES: tuple[str, ...] = (CPU_QUEUE, GPU_QUEUE)
+
+
+def queue_for(backend: str) -> str:
+    """A request asking for CuPy goes to the GPU workers; everything else to the CPU workers."""
+    return GPU_QUEUE if backend == "cupy" else CPU_QUEUE
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings shared by the producer (service) and the consumers (workers)."""
+    conf: dict[str, Any] = {
+        "broker_url": settings.broker,
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": CPU_QUEUE,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,  # results go to the database, never through Celery
+        "result_backend": None,
+        "task_acks_late": True,  # a task is acknowledged after it ran ...
+        "task_reject_on_worker_lost": True,  # ... and delivered again if its worker died
+        "worker_prefetch_multiplier": 1,  # one long task at a time per process
+        "worker_hijack_root_logger": False,
+    }
+    if settings.broker.startswith("filesystem://"):
+        folder = settings.broker_folder
+        conf["broker_transport_options"] = {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "control_folder": str(folder / "control"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+            "polling_interval": settings.broker_polling_interval_s,
+        }
+    if settings.embedded:
+        # no server to broadcast through: no remote control, events or mingling
+        conf["worker_enable_remote_control"] = False
+        conf["worker_send_task_events"] = False
+    return conf
+
+
+def ensure_broker_folders(settings: Settings) -> None:
+    """Create the filesystem broker's folders (a no-op for a broker with a server)."""
+    if settings.broker.startswith("filesystem://"):
+        for sub in ("queue", "control", "processed"):
+            (settings.broker_folder / sub).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,93 @@
+"""The one settings object of the service and the workers (pydantic-settings, prefix ``LINDYN_``).
+
+It lives in ``models`` because both ``service`` and ``workers`` depend on ``models`` and neither on the other;
+importing it pulls in neither FastAPI nor Celery.
+
+Embedded default (no variable set): a SQLite file and kombu's filesystem broker, both under ``DATA_DIR``.
+Production: ``LINDYN_DATABASE_URL=postgresql+psycopg://...`` and ``LINDYN_BROKER_URL=redis://...``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from dynamics import Limits
+
+_DEFAULT_LIMITS = Limits()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LINDYN_", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="where the embedded database and broker live")
+    database_url: str = Field("", description="SQLAlchemy URL; empty: sqlite file DATA_DIR/lindyn.db")
+    broker_url: str = Field("", description="Celery broker URL; empty: filesystem broker under DATA_DIR/broker")
+
+    # limits a request is validated against (dynamics.Limits); the same names dynamics reads by default
+    max_steps: int = Field(_DEFAULT_LIMITS.max_steps, ge=0)
+    max_d: int = Field(_DEFAULT_LIMITS.max_d, ge=2)
+    dense_memory_bytes: int = Field(_DEFAULT_LIMITS.dense_memory_bytes, ge=0)
+
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated API keys (not enforced yet)"
+    )
+
+    sqlite_busy_timeout_ms: int = Field(30_000, ge=0, description="how long a SQLite writer waits for the lock")
+    progress_interval_s: float = Field(0.5, ge=0, description="a worker writes progress at most this often")
+    broker_polling_interval_s: float = Field(0.1, gt=0, description="polling interval of the filesystem broker")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [k.strip() for k in v.split(",") if k.strip()]
+        return v
+
+    # ---- resolved values ------------------------------------------------------------------------------
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'lindyn.db'}"
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def embedded(self) -> bool:
+        """True when the broker needs no server (filesystem or in-memory)."""
+        return self.broker.split("://", 1)[0] in ("filesystem", "memory")
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_steps=self.max_steps, max_d=self.max_d, dense_memory_bytes=self.dense_memory_bytes)
+
+    def environment(self) -> dict[str, str]:
+        """The resolved settings as ``LINDYN_*`` variables, for a child process that must agree with this one."""
+        return {
+            "LINDYN_DATA_DIR": str(self.data_dir),
+            "LINDYN_DATABASE_URL": self.db_url,
+            "LINDYN_BROKER_URL": self.broker,
+            "LINDYN_MAX_STEPS": str(self.max_steps),
+            "LINDYN_MAX_D": str(self.max_d),
+            "LINDYN_DENSE_MEMORY_BYTES": str(self.dense_memory_bytes),
+        }
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,140 @@
+"""The tables: sweeps, runs, per-dynamics summaries, trajectory points.
+
+A run holds its whole normalised request (JSON) plus indexed copies of the parameters people filter on.
+Trajectory points are one row per (run, dynamics, step) with the scalar metrics as columns; the singular
+values at that step (when recorded) are a float64 little-endian byte string (``spectrum``), and GD's rows
+carry the GD/self-consistent distance (``distance``) when both ran. Rows exist for the union of the steps
+at which metrics, spectrum or distance were recorded; ``recorded`` says whether the metrics were.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Double,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, RunStatus, utcnow
+
+
+class Sweep(Base):
+    """A grid of runs sharing a base request (filled in by the sweeps issue)."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str | None] = mapped_column(String(200), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    base_request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    axes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+
+    runs: Mapped[list[Run]] = relationship(back_populates="sweep", passive_deletes=True)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    sweep_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.queued.value, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    # the request, whole and normalised, its identity, and the parameters people filter on
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    cache_key: Mapped[str] = mapped_column(String(64), index=True)
+    d: Mapped[int] = mapped_column(Integer, index=True)
+    rank: Mapped[int] = mapped_column(Integer, index=True)
+    gamma_sigma2: Mapped[float] = mapped_column(Double, index=True)
+    gamma_w: Mapped[float] = mapped_column(Double, index=True)
+    sigma2: Mapped[float] = mapped_column(Double, index=True)
+    width: Mapped[int] = mapped_column(Integer, index=True)
+    dynamics: Mapped[str] = mapped_column(String(64))  # comma-separated, canonical order
+    backend_requested: Mapped[str] = mapped_column(String(16))
+
+    # regime (method.md section 7), known from the parameters
+    regime: Mapped[str] = mapped_column(String(16), index=True)
+    theory_applies: Mapped[bool] = mapped_column(Boolean)
+    underparametrised: Mapped[bool] = mapped_column(Boolean)
+
+    # progress (written a bounded number of times) and the outcome
+    progress_step: Mapped[int] = mapped_column(Integer, default=0)
+    progress_total: Mapped[int] = mapped_column(Integer, default=0)
+    lr: Mapped[float | None] = mapped_column(Double)
+    threshold: Mapped[float | None] = mapped_column(Double)
+    backend: Mapped[str | None] = mapped_column(String(16))
+    device: Mapped[str | None] = mapped_column(String(200))
+    timings: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    max_distance: Mapped[float | None] = mapped_column(Double)
+    log_max_distance: Mapped[float | None] = mapped_column(Double)
+    has_comparison: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    sweep: Mapped[Sweep | None] = relationship(back_populates="runs")
+    summaries: Mapped[list[RunSummary]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", passive_deletes=True, order_by="RunSummary.position"
+    )
+
+    @property
+    def run_status(self) -> RunStatus:
+        return RunStatus(self.status)
+
+    @property
+    def dynamics_list(self) -> list[str]:
+        return self.dynamics.split(",") if self.dynamics else []
+
+
+class RunSummary(Base):
+    """One per (run, dynamics): dynamics.Summary as columns, so runs can be filtered on them."""
+
+    __tablename__ = "run_summaries"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    dynamics: Mapped[str] = mapped_column(String(32), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)  # order of the dynamics in the result
+    min_test_error: Mapped[float | None] = mapped_column(Double, index=True)
+    min_test_error_step: Mapped[int] = mapped_column(Integer)
+    stable_rank_at_min: Mapped[float | None] = mapped_column(Double)
+    rank_at_min: Mapped[int] = mapped_column(Integer)
+    final_train_error: Mapped[float | None] = mapped_column(Double)
+    final_test_error: Mapped[float | None] = mapped_column(Double)
+    steps_run: Mapped[int] = mapped_column(Integer)
+    stop_reason: Mapped[str] = mapped_column(String(32))
+    diverged_step: Mapped[int | None] = mapped_column(Integer)
+
+    run: Mapped[Run] = relationship(back_populates="summaries")
+
+
+class TrajectoryPoint(Base):
+    """One row per (run, dynamics, step)."""
+
+    __tablename__ = "trajectory_points"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    dynamics: Mapped[str] = mapped_column(String(32), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recorded: Mapped[bool] = mapped_column(Boolean, default=True)  # the metric columns were recorded here
+    train_error: Mapped[float | None] = mapped_column(Double)
+    test_error: Mapped[float | None] = mapped_column(Double)
+    stable_rank: Mapped[float | None] = mapped_column(Double)
+    rank: Mapped[float | None] = mapped_column(Double)
+    gap_ratio: Mapped[float | None] = mapped_column(Double)
+    n_above_threshold: Mapped[float | None] = mapped_column(Double)
+    spectrum: Mapped[bytes | None] = mapped_column(LargeBinary)  # float64 little-endian s_1 >= ... >= s_d
+    distance: Mapped[float | None] = mapped_column(Double)  # (1/d^2)||A_GD - A_SC||_F^2, on GD's rows

@@ -1,0 +1,47 @@
+"""The service's side of the job queue: a Celery producer that sends a run id to the right queue."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from models import Run, Settings
+from models.jobs import SIMULATE_RUN_TASK, celery_config, ensure_broker_folders, queue_for
+
+
+class RunQueue:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.celery = Celery("lindyn-api")
+        self.celery.conf.update(celery_config(settings))
+
+    def enqueue(self, run: Run) -> None:
+        """Send the run's id (only its id: the request is in the database) to its queue."""
+        ensure_broker_folders(self.settings)
+        self.celery.send_task(
+            SIMULATE_RUN_TASK,
+            args=[str(run.id)],
+            queue=queue_for(run.backend_requested),
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "timeout": 5},
+        )
+
+    def check(self) -> str | None:
+        """None when the broker is reachable, else the reason."""
+        folder = self.settings.broker_folder
+        if self.settings.broker.startswith("filesystem://"):
+            queue_dir = folder / "queue"
+            if not queue_dir.is_dir():
+                return f"broker folder {queue_dir} does not exist"
+            try:
+                probe = queue_dir / ".health"
+                probe.write_bytes(b"")
+                probe.unlink()
+            except OSError as exc:
+                return f"broker folder {queue_dir} is not writable: {exc}"
+            return None
+        try:
+            with self.celery.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
+        except Exception as exc:  # noqa: BLE001 - any failure is a reason to report
+            return f"{type(exc).__name__}: {exc}"
+        return None

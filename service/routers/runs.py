@@ -1,0 +1,180 @@
+"""/v1/runs: submit a run, read it, its trajectory, the list of runs; cancel."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Annotated, Any
+
+import pyarrow as pa
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from pydantic import ValidationError
+from sqlalchemy import func, select
+
+from dynamics import METRIC_COLUMNS, SimulationRequest
+from dynamics.request import DynamicsName, error_details
+from models import Run, RunStatus
+from models.crud import cancel_run, fail_run, find_reusable_run, new_run, trajectory_columns
+from service.deps import QueueDep, SessionDep, SettingsDep
+from service.exports import ExportFormat, columns_response
+from service.schemas.runs import RunBrief, RunCreated, RunPage, RunRead
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+MAX_PAGE = 500
+TRAJECTORY_TYPES: dict[str, pa.DataType] = {
+    "dynamics": pa.string(),
+    "step": pa.int64(),
+    **{c: pa.float64() for c in METRIC_COLUMNS},
+}
+_REQUEST_SCHEMA = SimulationRequest.model_json_schema()
+_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": _REQUEST_SCHEMA,
+                "example": {"d": 100, "rank": 5, "gamma_sigma2": -1.85, "gamma_w": 2.25, "steps": 100,
+                            "dynamics": ["gd", "self_consistent"]},
+            }
+        },
+    }
+}
+_NOT_FOUND = {404: {"description": "no run with this id"}}
+
+
+async def simulation_request(request: Request, settings: SettingsDep) -> SimulationRequest:
+    """The body, validated with the configured limits; 422 naming each bad field."""
+    try:
+        data = json.loads(await request.body())
+    except ValueError as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [{"loc": ["body"], "field": None, "msg": f"body is not valid JSON: {exc}", "type": "json_invalid"}],
+        ) from exc
+    try:
+        return SimulationRequest.model_validate(data, context={"limits": settings.limits})
+    except ValidationError as exc:
+        details = [{**e, "loc": ["body", *e["loc"]]} for e in error_details(exc)]
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, details) from exc
+
+
+def run_or_404(run_id: str, session: SessionDep) -> Run:
+    try:
+        key = uuid.UUID(run_id)
+    except ValueError:
+        key = None
+    run = session.get(Run, key) if key is not None else None
+    if run is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} not found")
+    return run
+
+
+RunDep = Annotated[Run, Depends(run_or_404)]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RunCreated,
+    openapi_extra=_REQUEST_BODY,
+    responses={
+        200: {"model": RunCreated, "description": "the same request was submitted before: that run"},
+        422: {"description": "invalid request: each error names its field"},
+        503: {"description": "the job queue is unreachable"},
+    },
+)
+def submit_run(
+    sim: Annotated[SimulationRequest, Depends(simulation_request)],
+    session: SessionDep,
+    queue: QueueDep,
+    response: Response,
+    force: Annotated[bool, Query(description="run again even if the same request was run before")] = False,
+) -> RunCreated:
+    """Queue a run (202 with its Location), or return the run of the same normalised request (200)."""
+    existing = None if force else find_reusable_run(session, sim.cache_key())
+    if existing is not None:
+        response.status_code = status.HTTP_200_OK
+        run = existing
+    else:
+        run = new_run(sim)
+        session.add(run)
+        session.commit()
+        try:
+            queue.enqueue(run)
+        except Exception as exc:  # the broker is down: the run can never start
+            fail_run(session, run.id, f"could not enqueue: {type(exc).__name__}: {exc}")
+            session.commit()
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"job queue unreachable: {exc}") from exc
+    response.headers["Location"] = f"/v1/runs/{run.id}"
+    return RunCreated(id=run.id, status=RunStatus(run.status))
+
+
+@router.get("", response_model=RunPage)
+def list_runs(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    status_: Annotated[RunStatus | None, Query(alias="status")] = None,
+    sweep_id: uuid.UUID | None = None,
+) -> RunPage:
+    """Runs, newest first, a page at a time."""
+    stmt = select(Run)
+    if status_ is not None:
+        stmt = stmt.where(Run.status == status_.value)
+    if sweep_id is not None:
+        stmt = stmt.where(Run.sweep_id == sweep_id)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    runs = session.scalars(stmt.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit).offset(offset))
+    return RunPage(items=[RunBrief.of(r) for r in runs], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{run_id}", response_model=RunRead, responses=_NOT_FOUND)
+def read_run(run: RunDep) -> RunRead:
+    """Status, progress, timings, backend, summaries, comparison, regime and error of a run."""
+    return RunRead.of(run)
+
+
+@router.get(
+    "/{run_id}/trajectory",
+    responses={
+        **_NOT_FOUND,
+        200: {
+            "description": "columns dynamics, step and the metrics: JSON (one list per column), CSV or Parquet",
+            "content": {"application/json": {}, "text/csv": {}, "application/vnd.apache.parquet": {}},
+        },
+        409: {"description": "the run has no trajectory (not finished, failed or cancelled)"},
+        422: {"description": "a dynamics the run did not run, or an unknown format"},
+    },
+)
+def read_trajectory(
+    run: RunDep,
+    session: SessionDep,
+    dynamics: Annotated[list[DynamicsName] | None, Query(description="only these dynamics (repeatable)")] = None,
+    format: Annotated[ExportFormat, Query(description="json (columnar), csv or parquet")] = "json",  # noqa: A002
+) -> Response:
+    """One row per (dynamics, recorded step): the columns of ``lindyn simulate --out``."""
+    if run.status not in (RunStatus.succeeded, RunStatus.diverged):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run.id} is {run.status}: it has no trajectory")
+    missing = [name for name in dynamics or [] if name not in run.dynamics_list]
+    if missing:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [{"loc": ["query", "dynamics"], "field": "dynamics", "type": "value_error",
+              "msg": f"run {run.id} did not run {', '.join(missing)} (it ran {', '.join(run.dynamics_list)})"}],
+        )
+    columns = trajectory_columns(session, run, dynamics)
+    return columns_response(columns, format, filename=f"trajectory-{run.id}", types=TRAJECTORY_TYPES)
+
+
+@router.post(
+    "/{run_id}/cancel",
+    response_model=RunRead,
+    responses={**_NOT_FOUND, 409: {"description": "the run already finished"}},
+)
+def cancel(run: RunDep, session: SessionDep) -> RunRead:
+    """Cancel a queued or running run (a running one stops at its next progress report)."""
+    if not cancel_run(session, run):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run.id} is {run.status}: it cannot be cancelled")
+    session.commit()
+    return RunRead.of(run)

@@ -1,0 +1,88 @@
+"""Shared fixtures: databases (SQLite files, fresh PostgreSQL databases), Redis URLs, settings.
+
+PostgreSQL and Redis are the machine's real servers (LINDYN_TEST_POSTGRES_URL, LINDYN_TEST_REDIS_URL).
+When one is unreachable its tests skip locally and FAIL in CI (CI=true).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+import migrations
+from models import Settings
+
+CI = os.environ.get("CI", "").lower() == "true"
+POSTGRES_URL = os.environ.get("LINDYN_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("LINDYN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+#: Redis database numbers, one per test module that uses Redis, so modules never share queues
+REDIS_DB = {"service": 11, "workers": 12, "e2e": 13}
+
+
+def unavailable(what: str, exc: BaseException) -> None:
+    """Skip locally; fail in CI, where the services must be there."""
+    message = f"{what} unreachable: {type(exc).__name__}: {exc}"
+    if CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (dropped afterwards); its URL."""
+    admin_url = make_url(POSTGRES_URL)
+    name = f"lindyn_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001
+        unavailable(f"PostgreSQL at {admin_url.render_as_string(hide_password=True)}", exc)
+    yield admin_url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def redis_url_for(purpose: str) -> str:
+    """The test Redis server with the database number reserved for ``purpose``, flushed; skip/fail if down."""
+    import redis
+
+    parts = urlsplit(REDIS_URL)
+    url = urlunsplit((parts.scheme, parts.netloc, f"/{REDIS_DB[purpose]}", "", ""))
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3)
+        client.flushdb()
+        client.close()
+    except Exception as exc:  # noqa: BLE001
+        unavailable(f"Redis at {url}", exc)
+    return url
+
+
+def sqlite_url(folder: Path) -> str:
+    return f"sqlite:///{folder / 'lindyn.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated database on SQLite and on PostgreSQL."""
+    url = sqlite_url(tmp_path) if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    migrations.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def embedded_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings of the embedded default under a temporary DATA_DIR (nothing read from the environment)."""
+    for key in list(os.environ):
+        if key.startswith("LINDYN_") and not key.startswith("LINDYN_TEST_"):
+            monkeypatch.delenv(key)
+    return Settings(data_dir=tmp_path / "data")

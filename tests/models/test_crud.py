@@ -1,0 +1,156 @@
+"""Runs through their statuses, and a result stored and read back, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from dynamics import SimulationRequest, simulate
+from models import Run, RunStatus, RunSummary, TrajectoryPoint, get_sessionmaker, session_scope
+from models.crud import (
+    cancel_run,
+    claim_run,
+    decode_spectrum,
+    fail_run,
+    find_reusable_run,
+    new_run,
+    record_progress,
+    store_result,
+    trajectory_columns,
+)
+
+REQ = SimulationRequest(d=10, rank=2, gamma_sigma2=-1.5, gamma_w=2.0, steps=20,
+                        dynamics=["gd", "self_consistent"], record_every=1, spectrum_every=5)
+
+
+@pytest.fixture
+def factory(db_url: str):  # type: ignore[no-untyped-def]
+    return get_sessionmaker(db_url)
+
+
+def _add(factory, request: SimulationRequest = REQ) -> Run:  # type: ignore[no-untyped-def]
+    with session_scope(factory) as s:
+        run = new_run(request)
+        s.add(run)
+    return run
+
+
+def test_new_run_indexes_the_parameters(factory) -> None:  # type: ignore[no-untyped-def]
+    run = _add(factory)
+    with factory() as s:
+        got = s.get(Run, run.id)
+        assert got is not None
+        assert (got.d, got.rank, got.width, got.status) == (10, 2, 100, "queued")
+        assert got.sigma2 == pytest.approx(10**-1.5) and got.gamma_w == 2.0
+        assert got.cache_key == REQ.cache_key() and got.request == REQ.normalized()
+        assert got.dynamics_list == ["gd", "self_consistent"]
+        assert got.regime == "active" and got.theory_applies and not got.underparametrised
+
+
+def test_status_transitions(factory) -> None:  # type: ignore[no-untyped-def]
+    run = _add(factory)
+    with session_scope(factory) as s:
+        assert find_reusable_run(s, REQ.cache_key()).id == run.id
+        claimed = claim_run(s, run.id)
+        assert claimed is not None and claimed.status == "running" and claimed.attempts == 1
+    with session_scope(factory) as s:
+        assert record_progress(s, run.id, 5, 20)
+        got = s.get(Run, run.id)
+        assert cancel_run(s, got) and got.status == "cancelled"
+    with session_scope(factory) as s:
+        assert not record_progress(s, run.id, 6, 20)  # the worker learns it was cancelled
+        assert claim_run(s, run.id) is None  # and a redelivery does not run it
+        assert not fail_run(s, run.id, "boom")  # a cancelled run stays cancelled
+        assert not cancel_run(s, s.get(Run, run.id))
+        assert find_reusable_run(s, REQ.cache_key()) is None  # cancelled runs are not reused
+        assert s.get(Run, run.id).progress_step == 5
+
+
+def test_failed_run_keeps_its_message(factory) -> None:  # type: ignore[no-untyped-def]
+    run = _add(factory)
+    with session_scope(factory) as s:
+        assert fail_run(s, run.id, "ValueError: boom")
+    with factory() as s:
+        got = s.get(Run, run.id)
+        assert (got.status, got.error) == ("failed", "ValueError: boom") and got.finished_at is not None
+        assert find_reusable_run(s, REQ.cache_key()) is None
+
+
+def test_store_result_round_trip_and_replace(factory) -> None:  # type: ignore[no-untyped-def]
+    result = simulate(REQ)
+    run = _add(factory)
+    with session_scope(factory) as s:
+        claim_run(s, run.id)
+    with session_scope(factory) as s:
+        assert store_result(s, run.id, result) is RunStatus.succeeded
+    # a second delivery of the same task: claimed again only while running; storing again replaces
+    with session_scope(factory) as s:
+        s.get(Run, run.id).status = "running"
+    with session_scope(factory) as s:
+        assert store_result(s, run.id, result) is RunStatus.succeeded
+    with factory() as s:
+        got = s.get(Run, run.id)
+        assert got.status == "succeeded" and got.backend == result.backend and got.device == result.device
+        assert got.lr == result.lr and got.timings == pytest.approx(result.timings)
+        n_points = s.scalar(select(func.count()).select_from(TrajectoryPoint).where(TrajectoryPoint.run_id == run.id))
+        assert n_points == sum(len(t) for t in result.trajectories.values())  # one copy, not two
+        summaries = {r.dynamics: r for r in got.summaries}
+        assert list(summaries) == list(result.summaries)
+        for name, summary in result.summaries.items():
+            assert {k: getattr(summaries[name], k) for k in summary.as_dict()} == summary.as_dict()
+        assert got.has_comparison
+        assert (got.max_distance, got.log_max_distance) == tuple(result.comparison.as_dict().values())
+
+        # the trajectory comes back exactly
+        assert trajectory_columns(s, got) == result.trajectory_columns()
+        assert trajectory_columns(s, got, ["self_consistent"]) == result.trajectory_columns(["self_consistent"])
+
+        # the spectrum, as float64 bytes, and GD's distance to self-consistent at each step
+        for name, traj in result.trajectories.items():
+            rows = s.scalars(
+                select(TrajectoryPoint).where(TrajectoryPoint.run_id == run.id, TrajectoryPoint.dynamics == name,
+                                              TrajectoryPoint.spectrum.is_not(None)).order_by(TrajectoryPoint.step)
+            ).all()
+            assert [r.step for r in rows] == traj.spectrum_steps.tolist()
+            np.testing.assert_array_equal(np.stack([decode_spectrum(r.spectrum) for r in rows]), traj.spectrum)
+        dist = s.execute(
+            select(TrajectoryPoint.step, TrajectoryPoint.distance)
+            .where(TrajectoryPoint.run_id == run.id, TrajectoryPoint.dynamics == "gd",
+                   TrajectoryPoint.distance.is_not(None))
+            .order_by(TrajectoryPoint.step)
+        ).all()
+        assert [st for st, _ in dist] == result.comparison.step.tolist()
+        assert [x for _, x in dist] == result.comparison.distance.tolist()
+
+
+def test_store_result_does_nothing_for_a_cancelled_run(factory) -> None:  # type: ignore[no-untyped-def]
+    result = simulate(REQ)
+    run = _add(factory)
+    with session_scope(factory) as s:
+        claim_run(s, run.id)
+    with session_scope(factory) as s:
+        cancel_run(s, s.get(Run, run.id))
+    with session_scope(factory) as s:
+        assert store_result(s, run.id, result) is None
+    with factory() as s:
+        assert s.get(Run, run.id).status == "cancelled"
+        assert s.scalar(select(func.count()).select_from(RunSummary)) == 0
+
+
+def test_spectrum_and_metrics_at_different_steps(factory) -> None:  # type: ignore[no-untyped-def]
+    """record_every and spectrum_every need not divide each other: rows exist for both, metrics only where recorded."""
+    req = REQ.model_copy(update={"record_every": 3, "spectrum_every": 4, "dynamics": ["gd"]})
+    req = SimulationRequest.model_validate(req.normalized())
+    result = simulate(req)
+    run = _add(factory, req)
+    with session_scope(factory) as s:
+        claim_run(s, run.id)
+        s.flush()
+        assert store_result(s, run.id, result) is RunStatus.succeeded
+    with factory() as s:
+        got = s.get(Run, run.id)
+        assert trajectory_columns(s, got) == result.trajectory_columns()
+        spec_steps = s.scalars(select(TrajectoryPoint.step).where(TrajectoryPoint.spectrum.is_not(None))
+                               .order_by(TrajectoryPoint.step)).all()
+        assert spec_steps == result.trajectories["gd"].spectrum_steps.tolist()

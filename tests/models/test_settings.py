@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dynamics import Limits
+from models import Settings
+from models.jobs import celery_config, queue_for
+
+
+def test_embedded_defaults(embedded_settings: Settings) -> None:
+    s = embedded_settings
+    assert s.db_url == f"sqlite:///{s.data_dir / 'lindyn.db'}"
+    assert s.broker == "filesystem://"
+    assert s.embedded
+    assert s.limits == Limits()
+    conf = celery_config(s)
+    assert conf["broker_transport_options"]["data_folder_in"] == str(s.data_dir / "broker" / "queue")
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    assert conf["worker_prefetch_multiplier"] == 1
+
+
+def test_environment_prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LINDYN_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("LINDYN_DATABASE_URL", "postgresql+psycopg://u@h/db")
+    monkeypatch.setenv("LINDYN_BROKER_URL", "redis://h:6379/0")
+    monkeypatch.setenv("LINDYN_MAX_D", "64")
+    monkeypatch.setenv("LINDYN_API_KEYS", "k1, k2")
+    s = Settings()
+    assert s.data_dir == tmp_path.resolve()
+    assert s.db_url == "postgresql+psycopg://u@h/db"
+    assert s.broker == "redis://h:6379/0" and not s.embedded
+    assert s.limits.max_d == 64
+    assert s.api_keys == ["k1", "k2"]
+    assert "broker_transport_options" not in celery_config(s)
+    # a child process given Settings.environment() resolves the same settings
+    for key, value in s.environment().items():
+        monkeypatch.setenv(key, value)
+    assert Settings().environment() == s.environment()
+
+
+def test_queue_for_backend() -> None:
+    assert queue_for("cupy") == "gpu"
+    assert queue_for("numpy") == "cpu"
+    assert queue_for("auto") == "cpu"

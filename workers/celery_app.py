@@ -1,0 +1,33 @@
+"""The Celery app of the workers: ``celery -A workers.celery_app worker`` (or ``lindyn worker``)."""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init, worker_process_shutdown
+from kombu import Exchange, Queue
+
+from models import dispose_engines, get_settings
+from models.jobs import QUEUES, celery_config, ensure_broker_folders
+
+
+def create_celery_app() -> Celery:
+    settings = get_settings()
+    ensure_broker_folders(settings)
+    app = Celery("lindyn", include=["workers.tasks"])
+    app.conf.update(celery_config(settings))
+    app.conf.task_queues = [Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES]
+    return app
+
+
+celery_app = create_celery_app()
+
+
+@worker_process_init.connect
+def _fresh_engines(**_: object) -> None:
+    """A forked pool process must not share the parent's database connections."""
+    dispose_engines(close=False)
+
+
+@worker_process_shutdown.connect
+def _close_engines(**_: object) -> None:
+    dispose_engines()
