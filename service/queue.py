@@ -22,7 +22,7 @@ class RunQueue:
             args=[str(run.id)],
             queue=queue_for(run.backend_requested),
             retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "timeout": 5},
+            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
         )
 
     def check(self) -> str | None:

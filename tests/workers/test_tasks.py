@@ -1,0 +1,123 @@
+"""The simulate_run task, called in this process with real dynamics, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from dynamics import SimulationRequest, simulate
+from models import Run, Settings, get_sessionmaker, session_scope
+from models.crud import cancel_run, claim_run, new_run, trajectory_columns
+from models.jobs import GPU_QUEUE, SIMULATE_RUN_TASK
+from workers.celery_app import celery_app
+from workers.tasks import ProgressWriter, RunCancelled, execute_run, simulate_run
+
+REQ = SimulationRequest(d=12, rank=3, gamma_sigma2=-1.5, gamma_w=2.0, steps=30, dynamics=["gd", "self_consistent"])
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path) -> Settings:  # type: ignore[no-untyped-def]
+    return Settings(data_dir=tmp_path, database_url=db_url, progress_interval_s=0)
+
+
+def _queued(settings: Settings, request: SimulationRequest | dict = REQ) -> uuid.UUID:
+    factory = get_sessionmaker(settings.db_url)
+    with session_scope(factory) as s:
+        if isinstance(request, dict):  # a stored request that no longer validates
+            run = new_run(REQ)
+            run.request = request
+        else:
+            run = new_run(request)
+        s.add(run)
+    return run.id
+
+
+def _run(settings: Settings, run_id: uuid.UUID) -> Run:
+    with get_sessionmaker(settings.db_url)() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        _ = run.summaries
+        return run
+
+
+def test_runs_and_stores_what_dynamics_returns(settings: Settings) -> None:
+    run_id = _queued(settings)
+    assert execute_run(run_id, settings) == "succeeded"
+    expected = simulate(REQ)
+    run = _run(settings, run_id)
+    assert run.status == "succeeded" and run.attempts == 1 and run.error is None
+    assert run.progress_step == run.progress_total == 30
+    assert run.backend == "numpy" and run.device == expected.device
+    assert {s.dynamics: s.min_test_error for s in run.summaries} == {
+        k: v.min_test_error for k, v in expected.summaries.items()
+    }
+    with get_sessionmaker(settings.db_url)() as s:
+        assert trajectory_columns(s, s.get(Run, run_id)) == expected.trajectory_columns()
+    # delivered again after it finished: nothing runs, nothing is duplicated
+    assert execute_run(run_id, settings) == "skipped"
+
+
+def test_diverged(settings: Settings) -> None:
+    req = SimulationRequest(d=8, rank=2, gamma_sigma2=-1.0, gamma_w=2.0, steps=50, lr=5.0)
+    run_id = _queued(settings, req)
+    assert execute_run(run_id, settings) == "diverged"
+    run = _run(settings, run_id)
+    assert run.status == "diverged"
+    assert run.summaries[0].stop_reason == "diverged" and run.summaries[0].diverged_step == 4
+
+
+def test_failure_is_recorded_with_its_message(settings: Settings) -> None:
+    bad = {**REQ.normalized(), "rank": 99}
+    run_id = _queued(settings, bad)
+    assert execute_run(run_id, settings) == "failed"
+    run = _run(settings, run_id)
+    assert run.status == "failed" and "rank" in (run.error or "") and run.finished_at is not None
+
+
+def test_limits_of_the_settings_apply(settings: Settings) -> None:
+    run_id = _queued(settings)
+    tight = settings.model_copy(update={"max_steps": 10})
+    assert execute_run(run_id, tight) == "failed"
+    assert "steps = 30 exceeds the limit of 10" in (_run(settings, run_id).error or "")
+
+
+def test_cancelled_before_start_is_skipped(settings: Settings) -> None:
+    run_id = _queued(settings)
+    with session_scope(get_sessionmaker(settings.db_url)) as s:
+        cancel_run(s, s.get(Run, run_id))
+    assert execute_run(run_id, settings) == "skipped"
+    assert _run(settings, run_id).status == "cancelled"
+
+
+def test_cancel_while_running_stops_at_the_next_progress(settings: Settings) -> None:
+    run_id = _queued(settings)
+    factory = get_sessionmaker(settings.db_url)
+    with session_scope(factory) as s:
+        claim_run(s, run_id)
+    progress = ProgressWriter(settings, run_id)
+    progress(1, 30)
+    assert _run(settings, run_id).progress_step == 1
+    with session_scope(factory) as s:
+        cancel_run(s, s.get(Run, run_id))
+    with pytest.raises(RunCancelled):
+        progress(2, 30)
+
+
+def test_progress_writes_are_bounded_in_time(settings: Settings) -> None:
+    run_id = _queued(settings)
+    with session_scope(get_sessionmaker(settings.db_url)) as s:
+        claim_run(s, run_id)
+    progress = ProgressWriter(settings.model_copy(update={"progress_interval_s": 3600}), run_id)
+    for step in range(1, 1001):
+        progress(step, 1000)
+    assert progress.writes == 1  # only the last one: the rest came within the interval
+    assert _run(settings, run_id).progress_step == 1000
+
+
+def test_task_options() -> None:
+    task = celery_app.tasks[SIMULATE_RUN_TASK]
+    assert task.name == simulate_run.name
+    assert task.acks_late and task.reject_on_worker_lost and task.ignore_result
+    assert celery_app.conf.worker_prefetch_multiplier == 1
+    assert {q.name for q in celery_app.conf.task_queues} == {"cpu", GPU_QUEUE}
