@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from typing import Any
 
 from dynamics import SimulationRequest, simulate
 from models import Settings, get_sessionmaker, get_settings, session_scope
@@ -42,6 +43,14 @@ class ProgressWriter:
             raise RunCancelled(str(self.run_id))
 
 
+def load_request(stored: dict[str, Any], settings: Settings) -> SimulationRequest:
+    """The stored (normalised) request, checked against this worker's limits, with every value exactly as
+    submitted. Validating a normalised request again re-derives sigma2 from gamma_sigma2 (d^(ln s / ln d)
+    is not always s), so the checked copy is not the one that runs."""
+    SimulationRequest.model_validate(stored, context={"limits": settings.limits})  # raises if invalid here
+    return SimulationRequest.model_construct(**stored)
+
+
 def execute_run(run_id: uuid.UUID, settings: Settings | None = None) -> str:
     """Claim the run, simulate it, store the result; returns the final status (or ``skipped``)."""
     settings = settings or get_settings()
@@ -53,7 +62,7 @@ def execute_run(run_id: uuid.UUID, settings: Settings | None = None) -> str:
             return "skipped"
         stored_request = dict(run.request)
     try:
-        request = SimulationRequest.model_validate(stored_request, context={"limits": settings.limits})
+        request = load_request(stored_request, settings)
         result = simulate(request, progress=ProgressWriter(settings, run_id))
     except RunCancelled:
         log.info("run %s was cancelled while running", run_id)

@@ -64,11 +64,15 @@ def serve(
     child: subprocess.Popen[bytes] | None = None
     if not no_worker:
         cmd = [sys.executable, "-m", "lindyn.cli", "worker", "--concurrency", str(concurrency), "--loglevel", "WARNING"]
-        child = subprocess.Popen(cmd, env={**os.environ, **settings.environment()}, start_new_session=True)
+        # same process group (Ctrl-C and a signal to the group reach both); dies with this process on Linux
+        child = subprocess.Popen(cmd, env={**os.environ, **settings.environment()}, preexec_fn=_die_with_parent)
     typer.echo(f"lindyn API: http://{host}:{port}  docs: http://{host}:{port}/docs")
     typer.echo(f"database: {_safe_url(settings.db_url)}  broker: {_safe_url(settings.broker)}")
     if settings.embedded and no_worker:
         typer.echo("note: embedded broker and --no-worker: start `lindyn worker` with the same LINDYN_DATA_DIR")
+    # uvicorn re-raises the SIGTERM it caught once it has shut down: turn it into SystemExit so that the
+    # worker is stopped below instead of the process dying on the spot
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         uvicorn.run("service.main:app", host=host, port=port, log_level="info")
     finally:
@@ -77,16 +81,28 @@ def serve(
 
 
 def _stop(child: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """Stop the worker's process group: SIGTERM (Celery's warm shutdown), then SIGKILL."""
+    """Stop the worker: SIGTERM (Celery's warm shutdown), then SIGKILL."""
     if child.poll() is not None:
         return
+    child.terminate()
     try:
-        os.killpg(child.pid, signal.SIGTERM)
         child.wait(timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
+        child.kill()
         child.wait()
-    except ProcessLookupError:
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the parent dies (no-op elsewhere)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
         pass
 
 

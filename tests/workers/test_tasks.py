@@ -121,3 +121,16 @@ def test_task_options() -> None:
     assert task.acks_late and task.reject_on_worker_lost and task.ignore_result
     assert celery_app.conf.worker_prefetch_multiplier == 1
     assert {q.name for q in celery_app.conf.task_queues} == {"cpu", GPU_QUEUE}
+
+
+def test_the_stored_request_runs_exactly_as_submitted(settings: Settings) -> None:
+    """sigma2 = 0.01 given directly stays 0.01 (re-validating the normalised request would re-derive it)."""
+    from workers.tasks import load_request
+
+    req = SimulationRequest(d=12, rank=2, sigma2=0.01, width=10, steps=30, dynamics=["gd", "balanced"])
+    loaded = load_request(req.normalized(), settings)
+    assert loaded.sigma2 == 0.01 and loaded.normalized() == req.normalized()
+    run_id = _queued(settings, req)
+    assert execute_run(run_id, settings) == "succeeded"
+    with get_sessionmaker(settings.db_url)() as s:
+        assert trajectory_columns(s, s.get(Run, run_id)) == simulate(req).trajectory_columns()

@@ -1,0 +1,100 @@
+"""End to end with real processes: an API (uvicorn) and a Celery worker, on PostgreSQL + Redis and on the
+embedded default (SQLite + filesystem broker, one `lindyn serve`). What comes back over HTTP equals what
+dynamics returns for the same request called directly."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from dynamics import SimulationRequest, simulate
+from tests.conftest import redis_url_for
+from tests.e2e.conftest import LINDYN, Api, Processes, alive, children_of, clean_env, free_port, wait_for
+
+pytestmark = pytest.mark.e2e
+
+REQUESTS = [
+    {"d": 16, "rank": 3, "gamma_sigma2": -1.5, "gamma_w": 2.0, "steps": 40, "dynamics": ["gd", "self_consistent"]},
+    {"d": 12, "rank": 2, "sigma2": 0.01, "width": 10, "steps": 30, "dynamics": ["gd", "lazy", "balanced"],
+     "gd_update": "sequential", "stopping": "paper", "seed": 3},
+    {"d": 8, "rank": 2, "gamma_sigma2": -1.0, "gamma_w": 2.0, "steps": 50, "lr": 5.0},  # diverges
+]
+
+
+def submit_and_compare(api: Api) -> None:
+    ids = []
+    for body in REQUESTS:
+        r = api.http.post("/v1/runs", json=body)
+        assert r.status_code == 202, r.text
+        assert r.headers["location"] == f"/v1/runs/{r.json()['id']}"
+        ids.append(r.json()["id"])
+    for body, rid in zip(REQUESTS, ids):
+        run = api.wait_finished(rid)
+        expected = simulate(SimulationRequest.model_validate(body))
+        assert run["status"] == ("diverged" if expected.diverged else "succeeded"), run
+        assert run["attempts"] == 1 and run["error"] is None
+        assert run["backend"] == expected.backend == "numpy" and run["device"] == expected.device
+        assert run["summaries"] == {k: v.as_dict() for k, v in expected.summaries.items()}
+        assert run["comparison"] == (expected.comparison.as_dict() if expected.comparison else None)
+        assert run["regime"] == expected.regime and run["lr"] == expected.lr
+        assert api.http.get(f"/v1/runs/{rid}/trajectory").json() == expected.trajectory_columns()
+        parquet = api.http.get(f"/v1/runs/{rid}/trajectory", params={"format": "parquet"})
+        assert pq.read_table(io.BytesIO(parquet.content)).to_pydict() == expected.trajectory_columns()
+        # the same request again: the stored run, not a new one
+        again = api.http.post("/v1/runs", json=body)
+        assert again.status_code == 200 and again.json() == {"id": rid, "status": run["status"]}
+    listed = api.http.get("/v1/runs", params={"limit": 10}).json()
+    assert listed["total"] == len(REQUESTS) and {r["id"] for r in listed["items"]} == set(ids)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_postgres_redis_api_and_worker(postgres_url: str, processes: Processes, tmp_path: Path) -> None:
+    env = clean_env(
+        LINDYN_DATABASE_URL=postgres_url,
+        LINDYN_BROKER_URL=redis_url_for("e2e"),
+        LINDYN_DATA_DIR=str(tmp_path / "data"),
+        LINDYN_PROGRESS_INTERVAL_S="0",
+    )
+    migrate = subprocess.run([*LINDYN, "migrate"], env=env, capture_output=True, text=True, timeout=120)
+    assert migrate.returncode == 0, migrate.stderr
+    port = free_port()
+    processes.start("worker", [*LINDYN, "worker", "--queues", "cpu,gpu", "--concurrency", "2"], env)
+    processes.start(
+        "api", [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port)], env
+    )
+    api = Api(f"http://127.0.0.1:{port}", processes)
+    api.wait_healthy()
+    health = api.http.get("/health").json()
+    assert health["database"]["detail"] == "postgresql" and health["broker"]["detail"] == "redis"
+    wait_for(lambda: "ready" in processes.log("worker"), 60, "the worker to be ready")
+    submit_and_compare(api)
+
+
+def test_embedded_serve(processes: Processes, tmp_path: Path) -> None:
+    """`lindyn serve` with nothing configured: SQLite file + filesystem broker under LINDYN_DATA_DIR."""
+    data = tmp_path / "data"
+    env = clean_env(LINDYN_DATA_DIR=str(data))
+    port = free_port()
+    serve = processes.start("serve", [*LINDYN, "serve", "--port", str(port)], env)
+    api = Api(f"http://127.0.0.1:{port}", processes)
+    api.wait_healthy()
+    assert f"http://127.0.0.1:{port}/docs" in processes.log("serve")
+    health = api.http.get("/health").json()
+    assert health["database"]["detail"] == "sqlite" and health["broker"]["detail"] == "filesystem"
+    assert (data / "lindyn.db").exists() and (data / "broker" / "queue").is_dir()
+    submit_and_compare(api)
+
+    # SIGTERM to serve alone (not its group): it stops its worker before it exits
+    workers = children_of(serve.pid)
+    assert workers, "serve started no worker"
+    os.kill(serve.pid, signal.SIGTERM)
+    assert serve.wait(30) == 143
+    wait_for(lambda: not any(alive(p) for p in workers), 20, "the embedded worker to exit")
