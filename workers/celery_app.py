@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from kombu import Exchange, Queue
 
 from models import dispose_engines, get_settings
@@ -11,15 +11,19 @@ from models.jobs import QUEUES, celery_config, ensure_broker_folders
 
 
 def create_celery_app() -> Celery:
-    settings = get_settings()
-    ensure_broker_folders(settings)
     app = Celery("lindyn", include=["workers.tasks"])
-    app.conf.update(celery_config(settings))
+    app.conf.update(celery_config(get_settings()))
     app.conf.task_queues = [Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES]
     return app
 
 
 celery_app = create_celery_app()
+
+
+@worker_init.connect
+def _broker_folders(**_: object) -> None:
+    """The filesystem broker's folders, created when a worker starts (not when this module is imported)."""
+    ensure_broker_folders(get_settings())
 
 
 @worker_process_init.connect

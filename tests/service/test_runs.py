@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from datetime import datetime, timedelta
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -116,6 +117,7 @@ def test_read_a_queued_run(client: TestClient) -> None:
     assert run["request"] == req.normalized() and run["cache_key"] == req.cache_key()
     assert run["regime"] == {"regime": "active", "theory_applies": True, "underparametrised": False}
     assert run["summaries"] == {} and run["comparison"] is None and run["error"] is None
+    assert datetime.fromisoformat(run["created_at"]).utcoffset() == timedelta(0)  # UTC, also on SQLite
     r = client.get(f"/v1/runs/{rid}/trajectory")
     assert r.status_code == 409 and "queued" in r.json()["detail"]
 
