@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import CursorResult, Update, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from dynamics import METRIC_COLUMNS, TRAJECTORY_COLUMNS, SimulationRequest, SimulationResult, regime
@@ -85,7 +86,7 @@ def record_progress(session: Session, run_id: uuid.UUID, step: int, total: int) 
         .where(Run.id == run_id, Run.status == RunStatus.running.value)
         .values(progress_step=step, progress_total=total)
     )
-    return session.execute(stmt).rowcount == 1
+    return _changed_one(session, stmt)
 
 
 def cancel_run(session: Session, run: Run) -> bool:
@@ -95,7 +96,7 @@ def cancel_run(session: Session, run: Run) -> bool:
         .where(Run.id == run.id, Run.status.in_(ACTIVE))
         .values(status=RunStatus.cancelled.value, finished_at=utcnow())
     )
-    done = session.execute(stmt).rowcount == 1
+    done = _changed_one(session, stmt)
     session.refresh(run)
     return done
 
@@ -107,7 +108,7 @@ def fail_run(session: Session, run_id: uuid.UUID, message: str) -> bool:
         .where(Run.id == run_id, Run.status.in_(ACTIVE))
         .values(status=RunStatus.failed.value, error=message, finished_at=utcnow())
     )
-    return session.execute(stmt).rowcount == 1
+    return _changed_one(session, stmt)
 
 
 # ---- results ---------------------------------------------------------------------------------------------
@@ -186,7 +187,7 @@ def trajectory_rows(run_id: uuid.UUID, result: SimulationResult) -> list[dict[st
     return rows
 
 
-def trajectory_columns(session: Session, run: Run, dynamics: list[str] | None = None) -> dict[str, list[Any]]:
+def trajectory_columns(session: Session, run: Run, dynamics: Sequence[str] | None = None) -> dict[str, list[Any]]:
     """Long format, as ``SimulationResult.trajectory_columns``: columns TRAJECTORY_COLUMNS, one row per
     (dynamics, recorded step), dynamics in the run's order. Non-finite values come back as None (NaN) or
     as stored (+-inf)."""
@@ -214,6 +215,12 @@ def encode_spectrum(values: Any) -> bytes:
 
 def decode_spectrum(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f8").astype(np.float64)
+
+
+def _changed_one(session: Session, stmt: Update) -> bool:
+    """Execute an UPDATE of one run; True if it matched (its WHERE still held)."""
+    result = cast(CursorResult[Any], session.execute(stmt))
+    return result.rowcount == 1
 
 
 def _nan_to_none(x: Any) -> float | None:

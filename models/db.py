@@ -43,7 +43,8 @@ def get_sessionmaker(url: str, busy_timeout_ms: int = 30_000) -> sessionmaker[Se
     """This process's session factory for a URL (one engine, one pool)."""
     key = (url, busy_timeout_ms)
     if key not in _SESSIONMAKERS:
-        _SESSIONMAKERS[key] = sessionmaker(bind=make_engine(url, busy_timeout_ms=busy_timeout_ms), expire_on_commit=False)
+        engine = make_engine(url, busy_timeout_ms=busy_timeout_ms)
+        _SESSIONMAKERS[key] = sessionmaker(bind=engine, expire_on_commit=False)
     return _SESSIONMAKERS[key]
 
 

@@ -24,22 +24,26 @@ _DEFAULT_LIMITS = Limits()
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LINDYN_", extra="ignore")
 
-    data_dir: Path = Field(Path("data"), description="where the embedded database and broker live")
-    database_url: str = Field("", description="SQLAlchemy URL; empty: sqlite file DATA_DIR/lindyn.db")
-    broker_url: str = Field("", description="Celery broker URL; empty: filesystem broker under DATA_DIR/broker")
+    data_dir: Path = Field(default=Path("data"), description="where the embedded database and broker live")
+    database_url: str = Field(default="", description="SQLAlchemy URL; empty: sqlite file DATA_DIR/lindyn.db")
+    broker_url: str = Field(
+        default="", description="Celery broker URL; empty: filesystem broker under DATA_DIR/broker"
+    )
 
     # limits a request is validated against (dynamics.Limits); the same names dynamics reads by default
-    max_steps: int = Field(_DEFAULT_LIMITS.max_steps, ge=0)
-    max_d: int = Field(_DEFAULT_LIMITS.max_d, ge=2)
-    dense_memory_bytes: int = Field(_DEFAULT_LIMITS.dense_memory_bytes, ge=0)
+    max_steps: int = Field(default=_DEFAULT_LIMITS.max_steps, ge=0)
+    max_d: int = Field(default=_DEFAULT_LIMITS.max_d, ge=2)
+    dense_memory_bytes: int = Field(default=_DEFAULT_LIMITS.dense_memory_bytes, ge=0)
 
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated API keys (not enforced yet)"
     )
 
-    sqlite_busy_timeout_ms: int = Field(30_000, ge=0, description="how long a SQLite writer waits for the lock")
-    progress_interval_s: float = Field(0.5, ge=0, description="a worker writes progress at most this often")
-    broker_polling_interval_s: float = Field(0.1, gt=0, description="polling interval of the filesystem broker")
+    sqlite_busy_timeout_ms: int = Field(
+        default=30_000, ge=0, description="how long a SQLite writer waits for the lock"
+    )
+    progress_interval_s: float = Field(default=0.5, ge=0, description="a worker writes progress at most this often")
+    broker_polling_interval_s: float = Field(default=0.1, gt=0, description="polling interval of the filesystem broker")
 
     @field_validator("data_dir")
     @classmethod

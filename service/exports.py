@@ -41,9 +41,16 @@ def _csv_lines(columns: dict[str, list[Any]]) -> Iterator[str]:
     writer.writerow(names)
     n = len(columns[names[0]]) if names else 0
     for i in range(n):
-        writer.writerow(["" if (v := columns[c][i]) is None else (repr(v) if isinstance(v, float) else v) for c in names])
+        writer.writerow([_csv_cell(columns[c][i]) for c in names])
         if out.tell() > 64 * 1024:
             yield out.getvalue()
             out.seek(0)
             out.truncate()
     yield out.getvalue()
+
+
+def _csv_cell(v: Any) -> Any:
+    """Empty for null; floats in their shortest exact form (repr), so a CSV reads back to the same numbers."""
+    if v is None:
+        return ""
+    return repr(v) if isinstance(v, float) else v

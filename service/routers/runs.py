@@ -40,7 +40,7 @@ _REQUEST_BODY: dict[str, Any] = {
         },
     }
 }
-_NOT_FOUND = {404: {"description": "no run with this id"}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no run with this id"}}
 
 
 async def simulation_request(request: Request, settings: SettingsDep) -> SimulationRequest:

@@ -186,7 +186,7 @@ def test_finished_run_and_its_trajectory_equal_dynamics(client: TestClient, embe
     assert client.post(f"/v1/runs/{rid}/cancel").status_code == 409
 
 
-def test_diverged_run_serves_its_trajectory_with_null_for_non_finite(client: TestClient, embedded_settings: Settings) -> None:
+def test_diverged_run_serves_its_trajectory(client: TestClient, embedded_settings: Settings) -> None:
     body = {"d": 8, "rank": 2, "gamma_sigma2": -1.0, "gamma_w": 2.0, "steps": 50, "lr": 5.0}
     rid = client.post("/v1/runs", json=body).json()["id"]
     assert execute_run(uuid.UUID(rid), embedded_settings) == "diverged"
