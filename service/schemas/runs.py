@@ -50,6 +50,8 @@ class Regime(BaseModel):
 
 
 class RunBrief(BaseModel):
+    """A run in a list: identity, status, progress and the indexed parameters."""
+
     id: uuid.UUID
     sweep_id: uuid.UUID | None
     status: RunStatus
@@ -61,39 +63,22 @@ class RunBrief(BaseModel):
     sigma2: float
     width: int
     dynamics: list[str]
-    regime: str
+    regime: Regime
     progress: Progress
 
     @classmethod
     def of(cls, run: Run) -> RunBrief:
-        return cls(
-            id=run.id,
-            sweep_id=run.sweep_id,
-            status=RunStatus(run.status),
-            created_at=run.created_at,
-            d=run.d,
-            rank=run.rank,
-            gamma_sigma2=run.gamma_sigma2,
-            gamma_w=run.gamma_w,
-            sigma2=run.sigma2,
-            width=run.width,
-            dynamics=run.dynamics_list,
-            regime=run.regime,
-            progress=Progress(step=run.progress_step, total=run.progress_total),
-        )
+        return cls(**_brief_fields(run))
 
 
-class RunRead(BaseModel):
-    id: uuid.UUID
-    sweep_id: uuid.UUID | None
-    status: RunStatus
-    created_at: datetime
+class RunRead(RunBrief):
+    """A run in full: its request, timings, backend, summaries, comparison and error."""
+
     started_at: datetime | None
     finished_at: datetime | None
     attempts: int = Field(description="how many times a worker started the run")
     cache_key: str = Field(description="sha256 of the normalised request: equal requests share one run")
     request: dict[str, Any] = Field(description="the normalised request (every field filled in)")
-    progress: Progress
     lr: float | None
     threshold: float | None = Field(description="sigma^2 w")
     timings: dict[str, float] | None
@@ -101,48 +86,41 @@ class RunRead(BaseModel):
     device: str | None
     summaries: dict[str, Summary]
     comparison: Comparison | None
-    regime: Regime
     error: str | None
 
     @classmethod
     def of(cls, run: Run) -> RunRead:
+        copied = ("started_at", "finished_at", "attempts", "cache_key", "request", "lr", "threshold", "timings",
+                  "backend", "device", "error")
+        comparison = None
+        if run.has_comparison:
+            comparison = Comparison(
+                max_distance=finite_or_none(run.max_distance), log_max_distance=finite_or_none(run.log_max_distance)
+            )
         return cls(
-            id=run.id,
-            sweep_id=run.sweep_id,
-            status=RunStatus(run.status),
-            created_at=run.created_at,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-            attempts=run.attempts,
-            cache_key=run.cache_key,
-            request=run.request,
-            progress=Progress(step=run.progress_step, total=run.progress_total),
-            lr=run.lr,
-            threshold=run.threshold,
-            timings=run.timings,
-            backend=run.backend,
-            device=run.device,
+            **_brief_fields(run),
+            **{name: getattr(run, name) for name in copied},
             summaries={
-                s.dynamics: Summary(
-                    **{k: finite_or_none(getattr(s, k)) for k in Summary.model_fields},
-                )
+                s.dynamics: Summary(**{k: finite_or_none(getattr(s, k)) for k in Summary.model_fields})
                 for s in run.summaries
             },
-            comparison=(
-                Comparison(
-                    max_distance=finite_or_none(run.max_distance),
-                    log_max_distance=finite_or_none(run.log_max_distance),
-                )
-                if run.has_comparison
-                else None
-            ),
-            regime=Regime(
-                regime=run.regime,  # type: ignore[arg-type]
-                theory_applies=run.theory_applies,
-                underparametrised=run.underparametrised,
-            ),
-            error=run.error,
+            comparison=comparison,
         )
+
+
+def _brief_fields(run: Run) -> dict[str, Any]:
+    copied = ("id", "sweep_id", "created_at", "d", "rank", "gamma_sigma2", "gamma_w", "sigma2", "width")
+    return {
+        **{name: getattr(run, name) for name in copied},
+        "status": RunStatus(run.status),
+        "dynamics": run.dynamics_list,
+        "regime": Regime(
+            regime=run.regime,  # type: ignore[arg-type]
+            theory_applies=run.theory_applies,
+            underparametrised=run.underparametrised,
+        ),
+        "progress": Progress(step=run.progress_step, total=run.progress_total),
+    }
 
 
 class RunPage(BaseModel):

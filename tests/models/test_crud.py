@@ -36,6 +36,13 @@ def _add(factory, request: SimulationRequest = REQ) -> Run:  # type: ignore[no-u
     return run
 
 
+def _claimed(factory) -> Run:  # type: ignore[no-untyped-def]
+    run = _add(factory)
+    with session_scope(factory) as s:
+        claim_run(s, run.id)
+    return run
+
+
 def test_new_run_indexes_the_parameters(factory) -> None:  # type: ignore[no-untyped-def]
     run = _add(factory)
     with factory() as s:
@@ -79,9 +86,7 @@ def test_failed_run_keeps_its_message(factory) -> None:  # type: ignore[no-untyp
 
 def test_store_result_round_trip_and_replace(factory) -> None:  # type: ignore[no-untyped-def]
     result = simulate(REQ)
-    run = _add(factory)
-    with session_scope(factory) as s:
-        claim_run(s, run.id)
+    run = _claimed(factory)
     with session_scope(factory) as s:
         assert store_result(s, run.id, result) is RunStatus.succeeded
     # a second delivery of the same task: claimed again only while running; storing again replaces
@@ -126,9 +131,7 @@ def test_store_result_round_trip_and_replace(factory) -> None:  # type: ignore[n
 
 def test_store_result_does_nothing_for_a_cancelled_run(factory) -> None:  # type: ignore[no-untyped-def]
     result = simulate(REQ)
-    run = _add(factory)
-    with session_scope(factory) as s:
-        claim_run(s, run.id)
+    run = _claimed(factory)
     with session_scope(factory) as s:
         cancel_run(s, s.get(Run, run.id))
     with session_scope(factory) as s:
