@@ -268,29 +268,45 @@ class Bench:
         G = A - xp.asarray(task.Y)
         c = xp.asarray(c_h)
         out: dict[str, Any] = {"d": d, "batch": B}
-
+        self.data["parts"]["self_consistent_step"] = out  # saved as it goes (a run cut short keeps it)
         last: dict[str, Any] = {}
 
-        def eigh_path() -> Any:
-            s2, V = gram_eigh(xp, A)
-            last["ref"] = self_consistent_direction(xp, A, G, c, s2, V)
+        def eigh_path(n: int) -> Callable[[], None]:
+            def run() -> None:
+                s2, V = gram_eigh(xp, A[:n])
+                last["ref"] = self_consistent_direction(xp, A[:n], G[:n], c[:n], s2, V)
 
-        def eigh_only() -> Any:
-            return gram_eigh(xp, A)
+            return run
 
         gram = xp.matmul(xp.swapaxes(A, -1, -2), A)
-        t = self.timed(eigh_only, repeats=3, warmup=1, max_s=15)
-        out["eigh_batched_s"] = t
-        self.note(f"(e) batched eigh of ({B}, {d}, {d}) float64: {t['median_s'] * 1e3:.1f} ms (first call {t['first_call_s'] * 1e3:.0f} ms)")
-        t = self.timed(lambda: xp.linalg.eigvalsh(gram), repeats=3, warmup=1, max_s=15)
-        out["eigvalsh_batched_s"] = t
-        self.note(f"    batched eigvalsh (values only): {t['median_s'] * 1e3:.1f} ms")
-        t = self.timed(eigh_path, repeats=3, warmup=1, max_s=15)
-        out["eigh_direction_s"] = t
-        self.note(f"    self-consistent direction via eigh (one decomposition + 5 matmuls): {t['median_s'] * 1e3:.1f} ms")
+        # probe on a slice first: a cuSOLVER batched Jacobi call cannot be interrupted, so never start a
+        # full-batch one predicted to take more than ~15 s
+        n_probe = min(B, 64)
+        t = self.timed(lambda: xp.linalg.eigh(gram[:n_probe]), repeats=2, warmup=1, max_s=15)
+        out["eigh_probe"] = {"batch": n_probe, **t}
+        predicted = t["median_s"] * B / n_probe
+        n_eigh = B if predicted <= 15.0 else n_probe
+        scale = B / n_eigh
+        out["eigh_timed_batch"] = n_eigh
+        self.note(
+            f"(e) batched eigh probe ({n_probe}, {d}, {d}): {t['median_s'] * 1e3:.1f} ms -> predicted {predicted * 1e3:.0f} ms "
+            f"for {B}" + ("" if n_eigh == B else f"; TOO SLOW: the eigh timings below are for {n_eigh} matrices, scaled x{scale:.1f}")
+        )
+        t = self.timed(lambda: xp.linalg.eigh(gram[:n_eigh]), repeats=3, warmup=1, max_s=15)
+        out["eigh_batched_s"] = {**t, "median_s": t["median_s"] * scale}
+        self.note(f"    batched eigh of ({B}, {d}, {d}) float64: {t['median_s'] * scale * 1e3:.1f} ms")
+        self.save()
+        t = self.timed(lambda: xp.linalg.eigvalsh(gram[:n_eigh]), repeats=3, warmup=1, max_s=15)
+        out["eigvalsh_batched_s"] = {**t, "median_s": t["median_s"] * scale}
+        self.note(f"    batched eigvalsh (values only): {t['median_s'] * scale * 1e3:.1f} ms")
+        t = self.timed(eigh_path(n_eigh), repeats=3, warmup=1, max_s=15)
+        out["eigh_direction_s"] = {**t, "median_s": t["median_s"] * scale}
+        self.note(f"    self-consistent direction via eigh (one decomposition + 5 matmuls): {t['median_s'] * scale * 1e3:.1f} ms")
+        self.save()
 
         ref = last["ref"]
         D, info = self_consistent_direction_ns(xp, A, G, c)
+        D = D[:n_eigh]
         ratios = be.to_host(c * c).reshape(-1) / np.maximum(
             be.to_host(xp.sum(A * A, axis=(-2, -1))).reshape(-1) + be.to_host(c * c).reshape(-1), 1e-300
         )
@@ -308,18 +324,17 @@ class Bench:
             f"    Newton-Schulz direction (per-point iteration counts, max {info.iterations}, mean ~{np.mean(counts):.1f}): "
             f"{t['median_s'] * 1e3:.1f} ms; max rel diff vs eigh {np.max(rel):.1e}"
         )
+        self.save()
         t = self.timed(lambda: self_consistent_direction_ns(xp, A, G, c, iterations=info.iterations), repeats=3, warmup=1, max_s=30)
         out["newton_schulz_fixed_iterations_s"] = t
         self.note(f"    Newton-Schulz, all points {info.iterations} iterations (no host transfer): {t['median_s'] * 1e3:.1f} ms")
         out["speedup_ns_over_eigh"] = out["eigh_direction_s"]["median_s"] / out["newton_schulz_direction_s"]["median_s"]
         self.note(f"    => Newton-Schulz / eigh speed-up for the direction: {out['speedup_ns_over_eigh']:.2f}x")
-        f32 = self.timed(
-            lambda: self_consistent_direction_ns(xp, A.astype(xp.float32), G.astype(xp.float32), c.astype(xp.float32), tol=1e-6),
-            repeats=3, warmup=1, max_s=20,
-        )
-        out["newton_schulz_float32_s"] = f32
-        self.note(f"    Newton-Schulz float32 (tol 1e-6): {f32['median_s'] * 1e3:.1f} ms")
-
+        A32, G32, c32 = A.astype(xp.float32), G.astype(xp.float32), c.astype(xp.float32)
+        t = self.timed(lambda: self_consistent_direction_ns(xp, A32, G32, c32, tol=1e-6), repeats=3, warmup=1, max_s=20)
+        out["newton_schulz_float32_s"] = t
+        self.note(f"    Newton-Schulz float32 (tol 1e-6): {t['median_s'] * 1e3:.1f} ms")
+        self.save()
         # per-matrix 2-D eigh loop (cuSOLVER syevd), extrapolated to the batch
         n_loop = min(B, 32)
         t = self.timed(lambda: [xp.linalg.eigh(gram[i]) for i in range(n_loop)], repeats=3, warmup=1, max_s=20)
@@ -333,10 +348,15 @@ class Bench:
 
                 if torch.cuda.is_available():
                     tg = torch.from_dlpack(gram)
-                    t = self.timed(lambda: torch.linalg.eigh(tg), repeats=3, warmup=1, max_s=30)
-                    out["torch_eigh_batched_s"] = t
                     out["torch_version"] = torch.__version__
-                    self.note(f"    torch.linalg.eigh on the same batch (torch {torch.__version__}): {t['median_s'] * 1e3:.1f} ms")
+                    tp = self.timed(lambda: torch.linalg.eigh(tg[:n_probe]), repeats=2, warmup=1, max_s=10)
+                    n_t = B if tp["median_s"] * B / n_probe <= 10.0 else n_probe
+                    t = self.timed(lambda: torch.linalg.eigh(tg[:n_t]), repeats=3, warmup=1, max_s=15)
+                    out["torch_eigh_batched_s"] = {**t, "median_s": t["median_s"] * B / n_t, "timed_batch": n_t}
+                    self.note(
+                        f"    torch.linalg.eigh on the same batch (torch {torch.__version__}): {t['median_s'] * B / n_t * 1e3:.1f} ms"
+                        + ("" if n_t == B else f" (timed on {n_t}, scaled)")
+                    )
             except Exception as exc:  # torch absent or not on this GPU: information only
                 out["torch_eigh_batched_s"] = f"unavailable: {type(exc).__name__}: {exc}"
         return out
@@ -349,6 +369,15 @@ class Bench:
         )
         simulate(SimulationRequest(**{**base, "steps": 2}))  # warm-up: kernels, handles
         out: dict[str, Any] = {"d": d, "steps": 100, "goal_s": 5.0}
+        # what one step's decomposition costs at this d: the runner passes (1, d, d) (batched Jacobi on
+        # CuPy); a 2-D call goes to cuSOLVER's syevd
+        xp = self.xp
+        M = xp.asarray(draw_task(d, 5, 1.0, 0).Y)
+        M = xp.matmul(M.T, M)
+        t_b = self.timed(lambda: xp.linalg.eigh(M[None]), repeats=3, warmup=1, max_s=5)
+        t_2 = self.timed(lambda: xp.linalg.eigh(M), repeats=3, warmup=1, max_s=5)
+        out["eigh_batched_1_s"], out["eigh_2d_s"] = t_b["median_s"], t_2["median_s"]
+        self.note(f"(b) eigh of one {d}x{d}: as a batch of 1 {t_b['median_s'] * 1e3:.1f} ms, as a 2-D matrix {t_2['median_s'] * 1e3:.1f} ms")
         for label, extra in (("as_figure", dict(record_every=1, spectrum_every=1)), ("errors_only", dict(record_every=1, spectrum_every=0))):
             progress, _ = self.budget_progress(25.0)
             t0 = time.perf_counter()
@@ -443,6 +472,18 @@ class Bench:
         return out
 
     def fig2(self) -> dict[str, Any]:
+        sc = self.data["parts"].get("self_consistent_step", {})
+        gd = self.data["parts"].get("fig2_gd_only", {})
+        per_step = sc.get("eigh_direction_s", {}).get("median_s") if isinstance(sc.get("eigh_direction_s"), dict) else None
+        if per_step is not None and per_step > 1.5 and not self.small:
+            # the eigh step alone would take ~(point-steps / 900) x per_step: far past the budget; say so
+            point_steps = sum(p["gd"]["steps_run"] for p in gd["points"]) if "points" in gd else 83000
+            est = gd.get("wall_s", 0.0) + point_steps / sc["batch"] * per_step
+            self.note(
+                f"(a) Figure 2 GD + self-consistent: NOT RUN, the batched eigh direction takes {per_step:.2f}s per "
+                f"{sc['batch']} points; estimated {est:.0f}s"
+            )
+            return {"skipped": "batched eigh too slow", "estimated_s": est, "eigh_direction_s_per_900": per_step}
         return self._fig2(["gd", "self_consistent"], 100.0, "GD + self-consistent")
 
     def fig2_gd_only(self) -> dict[str, Any]:
