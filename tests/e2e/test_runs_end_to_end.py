@@ -54,6 +54,20 @@ def submit_and_compare(api: Api) -> None:
     assert listed["total"] == len(REQUESTS) and {r["id"] for r in listed["items"]} == set(ids)
 
 
+def cancel_while_running(api: Api) -> None:
+    """A long run cancelled while it runs stops at its next progress report and frees the worker."""
+    long = {"d": 64, "rank": 3, "gamma_sigma2": -1.5, "gamma_w": 2.0, "steps": 100_000, "record_every": 1000,
+            "spectrum_every": 0, "dynamics": ["gd", "self_consistent"]}  # about a minute if left to run
+    rid = api.http.post("/v1/runs", json=long).json()["id"]
+    wait_for(lambda: api.http.get(f"/v1/runs/{rid}").json()["progress"]["step"] > 0, 60, "the long run to progress")
+    assert api.http.post(f"/v1/runs/{rid}/cancel").json()["status"] == "cancelled"
+    small = api.http.post("/v1/runs", json={**REQUESTS[0], "seed": 99}).json()["id"]
+    assert api.wait_finished(small, timeout=30)["status"] == "succeeded"  # the single worker process is free
+    run = api.http.get(f"/v1/runs/{rid}").json()
+    assert run["status"] == "cancelled" and run["summaries"] == {}
+    assert 0 < run["progress"]["step"] < 100_000
+
+
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_postgres_redis_api_and_worker(postgres_url: str, processes: Processes, tmp_path: Path) -> None:
@@ -76,12 +90,13 @@ def test_postgres_redis_api_and_worker(postgres_url: str, processes: Processes, 
     assert health["database"]["detail"] == "postgresql" and health["broker"]["detail"] == "redis"
     wait_for(lambda: "ready" in processes.log("worker"), 60, "the worker to be ready")
     submit_and_compare(api)
+    cancel_while_running(api)
 
 
 def test_embedded_serve(processes: Processes, tmp_path: Path) -> None:
     """`lindyn serve` with nothing configured: SQLite file + filesystem broker under LINDYN_DATA_DIR."""
     data = tmp_path / "data"
-    env = clean_env(LINDYN_DATA_DIR=str(data))
+    env = clean_env(LINDYN_DATA_DIR=str(data), LINDYN_PROGRESS_INTERVAL_S="0.2")
     port = free_port()
     serve = processes.start("serve", [*LINDYN, "serve", "--port", str(port)], env)
     api = Api(f"http://127.0.0.1:{port}", processes)
@@ -91,6 +106,7 @@ def test_embedded_serve(processes: Processes, tmp_path: Path) -> None:
     assert health["database"]["detail"] == "sqlite" and health["broker"]["detail"] == "filesystem"
     assert (data / "lindyn.db").exists() and (data / "broker" / "queue").is_dir()
     submit_and_compare(api)
+    cancel_while_running(api)
 
     # SIGTERM to serve alone (not its group): it stops its worker before it exits
     workers = children_of(serve.pid)
