@@ -100,7 +100,7 @@ echo "GPU usable by lindyn: $HAVE_GPU"
 # --noconftest: tests/conftest.py holds the service's database fixtures (sqlalchemy, models, ...), which
 # tests/dynamics does not use and the GPU image lacks.
 set -o pipefail
-timeout 150 "$PY" -m pytest -m gpu tests/dynamics -q -p no:cacheprovider --noconftest -rs -rP 2>&1 | tee "$OUT/pytest_gpu.txt"
+timeout 150 "$PY" -m pytest -m gpu tests/dynamics -q -p no:cacheprovider --noconftest -rfEsP 2>&1 | tee "$OUT/pytest_gpu.txt"
 step pytest_gpu "$?"
 
 # ---- 4. benchmark ----------------------------------------------------------------------------------
