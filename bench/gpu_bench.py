@@ -261,8 +261,8 @@ class Bench:
         for i, (a, b) in enumerate(grid):
             s2, w = d**a, math.floor(d**b)
             W1, W2 = initial_weights(d, w, s2, i, "wishart")
-            t = rng.uniform(0.0, 1.0)  # somewhere between the start and the fit: a realistic spread of spectra
-            A_h[i] = (1 - t) * (W2 @ W1) + t * task.Y
+            frac = rng.uniform(0.0, 1.0)  # between the start and the fit: a realistic spread of spectra
+            A_h[i] = (1 - frac) * (W2 @ W1) + frac * task.Y
             c_h[i] = s2 * w
         A = xp.asarray(A_h)
         G = A - xp.asarray(task.Y)
@@ -367,7 +367,7 @@ class Bench:
             d=d, rank=5, gamma_sigma2=-1.85, gamma_w=2.25, lr_constant=5, steps=100,
             dynamics=["gd", "self_consistent"], backend=self.be.name, stopping="none",
         )
-        simulate(SimulationRequest(**{**base, "steps": 2}))  # warm-up: kernels, handles
+        simulate(SimulationRequest.model_validate({**base, "steps": 2}))  # warm-up: kernels, handles
         out: dict[str, Any] = {"d": d, "steps": 100, "goal_s": 5.0}
         # what one step's decomposition costs at this d: the runner passes (1, d, d) (batched Jacobi on
         # CuPy); a 2-D call goes to cuSOLVER's syevd
@@ -382,7 +382,7 @@ class Bench:
             progress, _ = self.budget_progress(20.0)
             t0 = time.perf_counter()
             try:
-                res = simulate(SimulationRequest(**base, **extra), progress=progress)
+                res = simulate(SimulationRequest.model_validate({**base, **extra}), progress=progress)
                 wall = time.perf_counter() - t0
                 out[label] = {
                     "wall_s": wall,
@@ -408,7 +408,7 @@ class Bench:
             spectrum_every=0, backend=self.be.name, task_seed=0,
         )
         reqs = [
-            SimulationRequest(gamma_sigma2=float(a), gamma_w=float(b), seed=i * n + j, **common)
+            SimulationRequest.model_validate({"gamma_sigma2": float(a), "gamma_w": float(b), "seed": i * n + j, **common})
             for i, a in enumerate(gs) for j, b in enumerate(gw)
         ]
         simulate_batch([r.model_copy(update={"steps": 2}) for r in reqs[:2]])  # warm-up at this d
@@ -573,9 +573,11 @@ class Bench:
         out["lindyn_raw_step_steps_per_s"] = red_sps
         sim_sps: dict[int, float] = {}
         for rec in (50, 1):  # metrics every 50 steps (as a sweep records) and every step (eigvalsh each step)
-            req = SimulationRequest(
-                d=d, rank=5, sigma2=sig2, width=w, dynamics=["gd"], steps=200, lr=eta, gd_update="sequential",
-                stopping="none", record_every=rec, spectrum_every=0, backend=be.name,
+            req = SimulationRequest.model_validate(
+                dict(
+                    d=d, rank=5, sigma2=sig2, width=w, dynamics=["gd"], steps=200, lr=eta, gd_update="sequential",
+                    stopping="none", record_every=rec, spectrum_every=0, backend=be.name,
+                )
             )
             simulate(req.model_copy(update={"steps": 2}))
             t0 = time.perf_counter()

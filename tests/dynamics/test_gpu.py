@@ -30,6 +30,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -61,7 +62,7 @@ def _req(backend: str, **kw) -> SimulationRequest:  # type: ignore[no-untyped-de
         spectrum_every=10, backend=backend,
     )
     base.update(kw)
-    return SimulationRequest(**base)
+    return SimulationRequest.model_validate(base)
 
 
 def _grid(backend: str, stopping: str | None = None, **kw) -> list[SimulationRequest]:  # type: ignore[no-untyped-def]
@@ -156,7 +157,7 @@ def test_same_seeds_give_the_same_start(gpu: Backend) -> None:
 
 # ---- every dynamics, float64 -----------------------------------------------------------------------
 
-CONFIGS = {
+CONFIGS: dict[str, dict[str, Any]] = {
     "gd_simultaneous": dict(dynamics=["gd"], gd_update="simultaneous"),
     "gd_sequential": dict(dynamics=["gd"], gd_update="sequential"),
     "self_consistent": dict(dynamics=["self_consistent"]),
