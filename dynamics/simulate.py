@@ -242,23 +242,28 @@ def _advance(
     s2 = V = None
     if st.name in _GRAM_DYNAMICS and not stopping.all():
         s2, V = gram_eigh(xp, A)
-    if record.any() or spectrum.any():
-        s = singular_values_from_gram(xp, s2) if s2 is not None else singular_values(xp, A)
-        metrics = spectral_metrics(xp, s, k, arr["c"][:, 0, 0])
+    rows = np.nonzero(record | spectrum)[0]  # only these points need singular values now
+    if rows.size:
+        rows_x = xp.asarray(rows)
+        if s2 is not None:
+            s = singular_values_from_gram(xp, s2[rows_x])
+        else:
+            s = singular_values(xp, A if rows.size == len(idx) else A[rows_x])
+        metrics = spectral_metrics(xp, s, k, arr["c"][rows_x, 0, 0])
         host = {name: be.to_host(v) for name, v in metrics.items()}
         for v in host.values():
-            v[diverged] = np.nan
-        host["train_error"], host["test_error"] = train, test
+            v[diverged[rows]] = np.nan
+        host["train_error"], host["test_error"] = train[rows], test[rows]
         s_host = be.to_host(s) if spectrum.any() else None
-        for pos in np.nonzero(record)[0]:
+        for j, pos in enumerate(rows):
             log = logs[idx[pos]]
-            log.rec_step.append(i)
-            for col in METRIC_COLUMNS:
-                log.rec[col].append(float(host[col][pos]))
-        if s_host is not None:
-            for pos in np.nonzero(spectrum)[0]:
-                logs[idx[pos]].spec_step.append(i)
-                logs[idx[pos]].spec.append(s_host[pos].astype(np.float64))
+            if record[pos]:
+                log.rec_step.append(i)
+                for col in METRIC_COLUMNS:
+                    log.rec[col].append(float(host[col][j]))
+            if spectrum[pos] and s_host is not None:
+                log.spec_step.append(i)
+                log.spec.append(s_host[j].astype(np.float64))
 
     for pos in np.nonzero(stopping)[0]:
         log = logs[idx[pos]]
