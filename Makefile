@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench gpu-check clean
+.PHONY: install run test test-fast bench migrate clean
 
 install: $(STAMP)
 
@@ -29,3 +29,6 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+migrate: install
+	$(BIN)/lindyn migrate
