@@ -29,7 +29,7 @@ from dynamics.metrics import ignore_fp, singular_values, singular_values_from_gr
 from dynamics.request import SimulationRequest, regime
 from dynamics.result import METRIC_COLUMNS, Comparison, SimulationResult, Summary, Trajectory
 from dynamics.steps import balanced_step, gd_step, gram_eigh, lazy_step, self_consistent_step
-from dynamics.stopping import stop_reason
+from dynamics.stopping import CODES, stop_codes
 from dynamics.task import Task, draw_task, error
 
 #: progress(step_done, total_steps): called a bounded number of times (about every 1% of the steps).
@@ -109,8 +109,6 @@ class _Log:
     rec: dict[str, list[float]] = field(default_factory=lambda: {c: [] for c in METRIC_COLUMNS})
     spec_step: list[int] = field(default_factory=list)
     spec: list[np.ndarray] = field(default_factory=list)
-    best: float = math.inf
-    best_step: int = -1
     steps_run: int = 0
     stop_reason: str = "max_steps"
 
@@ -123,6 +121,19 @@ class _State:
     idx: np.ndarray  # global point index of each row
     arrays: dict[str, Any]  # "W1", "W2" (gd) or "A"; plus "eta", "c" (n, 1, 1)
     best_A: Any  # (B, d, d): A at each point's minimal test error so far
+    best: np.ndarray  # (B,) minimal test error so far
+    best_step: np.ndarray  # (B,) its step (-1: none yet)
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    """Per-point settings of a batch as host arrays (B,)."""
+
+    max_steps: np.ndarray
+    paper: np.ndarray  # paper stopping rules on
+    record_every: np.ndarray
+    spectrum_every: np.ndarray
+    gd_update: str
 
 
 def _run_batch(reqs: list[SimulationRequest], progress: ProgressCallback) -> list[SimulationResult]:
@@ -138,7 +149,14 @@ def _run_batch(reqs: list[SimulationRequest], progress: ProgressCallback) -> lis
     E = xp.asarray(task.E, dtype=dtype)
     lrs = np.array([learning_rate(r, task) for r in reqs])
     thresholds = np.array([r.threshold for r in reqs])
-    max_steps = np.array([r.steps for r in reqs])
+    sched = _Schedule(
+        max_steps=np.array([r.steps for r in reqs]),
+        paper=np.array([r.stopping == "paper" for r in reqs]),
+        record_every=np.array([r.record_every for r in reqs]),
+        spectrum_every=np.array([r.spectrum_every for r in reqs]),
+        gd_update=r0.gd_update,
+    )
+    max_steps = sched.max_steps
     T = int(max_steps.max())
 
     weights = [initial_weights(d, r.width or 0, r.sigma2 or 0.0, r.seed, r.init) for r in reqs]
@@ -154,7 +172,9 @@ def _run_batch(reqs: list[SimulationRequest], progress: ProgressCallback) -> lis
     for name in r0.dynamics:
         arrays = {"W1": W1, "W2": W2} if name == "gd" else {"A": A0.copy()}
         arrays.update(eta=eta, c=c)
-        states[name] = _State(name, np.arange(B), arrays, xp.zeros((B, d, d), dtype=dtype))
+        states[name] = _State(
+            name, np.arange(B), arrays, xp.zeros((B, d, d), dtype=dtype), np.full(B, np.inf), np.full(B, -1)
+        )
     del A0
     logs = {name: [_Log() for _ in range(B)] for name in r0.dynamics}
     train_hist = {name: np.full((B, T + 1), np.nan) for name in r0.dynamics}
@@ -169,7 +189,7 @@ def _run_batch(reqs: list[SimulationRequest], progress: ProgressCallback) -> lis
             for st in states.values():
                 if st.idx.size:
                     current[st.name] = _advance(
-                        be, st, i, Y, E, d, k, reqs, max_steps, logs[st.name], train_hist[st.name], test_hist[st.name]
+                        be, st, i, Y, E, d, k, sched, logs[st.name], train_hist[st.name], test_hist[st.name]
                     )
             if dist_hist is not None and "gd" in current and "self_consistent" in current:
                 (idx_gd, A_gd), (idx_sc, A_sc) = current["gd"], current["self_consistent"]
@@ -197,8 +217,7 @@ def _advance(
     E: Any,
     d: int,
     k: int,
-    reqs: list[SimulationRequest],
-    max_steps: np.ndarray,
+    sched: _Schedule,
     logs: list[_Log],
     train_hist: np.ndarray,
     test_hist: np.ndarray,
@@ -219,25 +238,23 @@ def _advance(
     test_hist[idx, i] = test
 
     # new minima of the test error: keep a copy of A there
-    best = np.array([logs[p].best for p in idx])
-    improved = np.nonzero(test < best)[0]
+    with np.errstate(invalid="ignore"):
+        improved = np.nonzero(test < st.best[idx])[0]
     if improved.size:
         st.best_A[xp.asarray(idx[improved])] = A[xp.asarray(improved)]
-        for pos in improved:
-            logs[idx[pos]].best = float(test[pos])
-            logs[idx[pos]].best_step = i
+        st.best[idx[improved]] = test[improved]
+        st.best_step[idx[improved]] = i
 
     # errors beyond this mean |A|^2 is near the float range: stop as diverged before A^T A overflows
     blowup = float(np.sqrt(np.finfo(A.dtype).max)) / (d * d)
-    reasons = [
-        stop_reason(train_hist[p], test_hist[p], i, int(max_steps[p]), reqs[p].stopping, blowup) for p in idx
-    ]
-    stopping = np.array([r is not None for r in reasons])
-    diverged = np.array([r == "diverged" for r in reasons])
+    codes = stop_codes(train_hist, test_hist, i, sched.max_steps[idx], sched.paper[idx], blowup, rows=idx)
+    stopping = codes != 0
+    diverged = codes == CODES.index("diverged")
     if diverged.any():  # decompose zeros instead of NaN/inf rows (their metrics are NaN)
         A = xp.where(xp.asarray(diverged)[:, None, None], 0.0, A)
-    record = np.array([i % reqs[p].record_every == 0 for p in idx]) | stopping
-    spectrum = np.array([reqs[p].spectrum_every > 0 and i % reqs[p].spectrum_every == 0 for p in idx]) | stopping
+    record = (i % sched.record_every[idx] == 0) | stopping
+    spec_every = sched.spectrum_every[idx]
+    spectrum = ((spec_every > 0) & (i % np.maximum(spec_every, 1) == 0)) | stopping
 
     s2 = V = None
     if st.name in _GRAM_DYNAMICS and not stopping.all():
@@ -268,7 +285,7 @@ def _advance(
     for pos in np.nonzero(stopping)[0]:
         log = logs[idx[pos]]
         log.steps_run = i
-        log.stop_reason = reasons[pos] or "max_steps"
+        log.stop_reason = CODES[codes[pos]] or "max_steps"
 
     if stopping.any():  # drop the stopped points from every array of this dynamics
         keep = np.nonzero(~stopping)[0]
@@ -286,7 +303,7 @@ def _advance(
 
     eta, c = arr["eta"], arr["c"]
     if st.name == "gd":
-        arr["W1"], arr["W2"] = gd_step(xp, arr["W1"], arr["W2"], G, eta, reqs[int(st.idx[0])].gd_update)
+        arr["W1"], arr["W2"] = gd_step(xp, arr["W1"], arr["W2"], G, eta, sched.gd_update)
     elif st.name == "self_consistent":
         arr["A"] = self_consistent_step(xp, A, G, eta, c, s2, V)
     elif st.name == "balanced":
@@ -329,10 +346,11 @@ def _results(
                 spectrum_steps=np.array(log.spec_step, dtype=np.int64),
                 spectrum=np.array(log.spec) if log.spec else np.zeros((0, d)),
             )
-            found = log.best_step >= 0
+            best_step = int(states[name].best_step[p])
+            found = best_step >= 0
             summaries[name] = Summary(
-                min_test_error=log.best if found else math.nan,
-                min_test_error_step=log.best_step,
+                min_test_error=float(states[name].best[p]) if found else math.nan,
+                min_test_error_step=best_step,
                 stable_rank_at_min=float(at_min[name]["stable_rank"][p]) if found else math.nan,
                 rank_at_min=int(at_min[name]["rank"][p]) if found else 0,
                 final_train_error=float(train_hist[name][p, n]),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 TRAIN_CONVERGED = 1e-3  # stop when train error < 1e-3
 PLATEAU_DELTA = 2e-4  # |train[i] - train[i-1]| < 2e-4 ...
 PLATEAU_PROGRESS = 1e-2  # ... while train[0] - train[i] > 1e-2
@@ -39,3 +41,48 @@ def stop_reason(
     if i >= max_steps:
         return "max_steps"
     return None
+
+
+def stop_codes(
+    train: np.ndarray,
+    test: np.ndarray,
+    i: int,
+    max_steps: np.ndarray,
+    paper: np.ndarray,
+    blowup: float = math.inf,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`stop_reason` for many points at once: ``train``/``test`` are (N, >= i+1) histories of which
+    ``rows`` (default all) are checked; ``max_steps`` and ``paper`` (bool) are given for those rows.
+    Returns codes into ``CODES`` (0 = continue)."""
+    if rows is None:
+        rows = np.arange(train.shape[0])
+
+    def col(h: np.ndarray, j: int) -> np.ndarray:
+        return h[rows, j]
+
+    tr, te = col(train, i), col(test, i)
+    code = np.zeros(tr.shape[0], dtype=np.int8)
+    with np.errstate(invalid="ignore"):
+        diverged = ~(np.isfinite(tr) & np.isfinite(te)) | (tr > blowup)
+        rules = paper & (i >= 1) & ~diverged
+        converged = rules & (tr < TRAIN_CONVERGED)
+        rising = plateau = np.zeros_like(converged)
+        if i > 3:
+            rising = rules & ~converged & (col(test, i - 2) < col(test, i - 1)) & (col(test, i - 1) < te)
+            plateau = (
+                rules
+                & ~converged
+                & ~rising
+                & (np.abs(tr - col(train, i - 1)) < PLATEAU_DELTA)
+                & (col(train, 0) - tr > PLATEAU_PROGRESS)
+            )
+    code[i >= max_steps] = CODES.index("max_steps")
+    code[plateau] = CODES.index("plateau")
+    code[rising] = CODES.index("test_rising")
+    code[converged] = CODES.index("train_converged")
+    code[diverged] = CODES.index("diverged")
+    return code
+
+
+CODES: tuple[str | None, ...] = (None, "max_steps", "train_converged", "test_rising", "plateau", "diverged")

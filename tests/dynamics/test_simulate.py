@@ -201,3 +201,29 @@ def test_each_dynamics_alone_reduces_train_error(dyn: str) -> None:
     res = simulate(req(dynamics=[dyn], steps=30))
     tr = res.trajectories[dyn].metrics["train_error"]
     assert tr[-1] < tr[0]
+
+
+def test_vectorised_stop_codes_equal_the_scalar_rule() -> None:
+    """stop_codes (all points at once) agrees with stop_reason point by point on random histories that hit
+    every rule (values near the thresholds, NaN, blow-ups)."""
+    from dynamics.stopping import CODES, stop_codes
+
+    rng = np.random.default_rng(0)
+    n, T = 4000, 8
+    train = np.abs(rng.normal(0.5, 0.3, (n, T)))
+    train[rng.random((n, T)) < 0.1] *= 1e-3
+    steps = rng.integers(0, 3, (n, T)) * 1e-4
+    train[:, 1:] = np.where(rng.random((n, T - 1)) < 0.3, train[:, :-1] - steps[:, 1:], train[:, 1:])
+    test = np.abs(rng.normal(0.5, 0.1, (n, T)))
+    test[rng.random((n, T)) < 0.02] = np.nan
+    train[rng.random((n, T)) < 0.02] = 1e300
+    max_steps = rng.integers(1, T, n)
+    paper = rng.random(n) < 0.8
+    seen = set()
+    for i in range(T):
+        codes = stop_codes(train, test, i, max_steps, paper, blowup=1e200)
+        for p in range(n):
+            expect = stop_reason(train[p], test[p], i, int(max_steps[p]), "paper" if paper[p] else "none", 1e200)
+            assert CODES[codes[p]] == expect, (p, i)
+            seen.add(expect)
+    assert seen == set(CODES)
