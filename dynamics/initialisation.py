@@ -25,7 +25,7 @@ def reduce_weights(W1: np.ndarray, W2: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """QR-reduce dense weights (w >= 2d): returns (M1, M2^T) of shapes (2d x d), (d x 2d), same A and dynamics."""
     d = W1.shape[1]
     X = np.concatenate([W1, W2.T], axis=1)  # w x 2d
-    R = np.linalg.qr(X, mode="r")
+    R: np.ndarray = np.linalg.qr(X, mode="r")  # type: ignore[assignment]  # mode="r" returns R alone
     return np.ascontiguousarray(R[:, :d]), np.ascontiguousarray(R[:, d:].T)
 
 

@@ -71,7 +71,7 @@ class SimulationRequest(BaseModel):
 
     # what to run
     dynamics: list[DynamicsName] = Field(
-        default_factory=lambda: ["gd"],
+        default_factory=lambda: ["gd"],  # type: ignore[arg-type]
         min_length=1,
         description="non-empty subset of gd, self_consistent, lazy, balanced",
         examples=[["gd", "self_consistent"]],
@@ -164,8 +164,8 @@ class SimulationRequest(BaseModel):
             object.__setattr__(self, "width", w)
         elif self.gamma_w is None:
             object.__setattr__(self, "gamma_w", math.log(self.width) / ln_d)
+        assert self.width is not None and self.sigma2 is not None
         w = self.width
-        assert w is not None and self.sigma2 is not None
         threshold = self.sigma2 * w
         if not math.isfinite(threshold):
             raise _field_error("sigma2", "the threshold sigma^2 w is not finite")

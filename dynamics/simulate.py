@@ -176,9 +176,10 @@ def _run_batch(reqs: list[SimulationRequest], progress: ProgressCallback) -> lis
             name, np.arange(B), arrays, xp.zeros((B, d, d), dtype=dtype), np.full(B, np.inf), np.full(B, -1)
         )
     del A0
-    logs = {name: [_Log() for _ in range(B)] for name in r0.dynamics}
-    train_hist = {name: np.full((B, T + 1), np.nan) for name in r0.dynamics}
-    test_hist = {name: np.full((B, T + 1), np.nan) for name in r0.dynamics}
+    names: list[str] = list(r0.dynamics)
+    logs = {name: [_Log() for _ in range(B)] for name in names}
+    train_hist: dict[str, np.ndarray] = {name: np.full((B, T + 1), np.nan) for name in names}
+    test_hist: dict[str, np.ndarray] = {name: np.full((B, T + 1), np.nan) for name in names}
     compare = "gd" in states and "self_consistent" in states
     dist_hist = np.full((B, T + 1), np.nan) if compare else None
 
@@ -294,7 +295,7 @@ def _advance(
         for name in list(arr):
             arr[name] = arr[name][keep_x]
         A, G = A[keep_x], G[keep_x]
-        if s2 is not None:
+        if s2 is not None and V is not None:
             s2, V = s2[keep_x], V[keep_x]
         if st.name == "gd":
             A = None

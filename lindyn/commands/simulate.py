@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -153,6 +152,3 @@ def _fmt(v: Any) -> str:
 def register(app: typer.Typer) -> None:
     app.command("simulate")(simulate)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(typer.run(simulate))
