@@ -17,6 +17,8 @@ from models import Run, RunStatus
 from models.crud import cancel_run, fail_run, find_reusable_run, new_run, trajectory_columns
 from service.deps import QueueDep, SessionDep, SettingsDep
 from service.exports import ExportFormat, columns_response
+from service.figures import run_figure_of
+from service.plots import MEDIA_TYPES, ImageFormat
 from service.schemas.runs import RunBrief, RunCreated, RunPage, RunRead
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -165,6 +167,31 @@ def read_trajectory(
         )
     columns = trajectory_columns(session, run, dynamics)
     return columns_response(columns, format, filename=f"trajectory-{run.id}", types=TRAJECTORY_TYPES)
+
+
+@router.get(
+    "/{run_id}/figure",
+    responses={
+        **_NOT_FOUND,
+        200: {"description": "the paper's Figure 1 for this run", "content": {"image/png": {}, "image/svg+xml": {}}},
+        409: {"description": "the run has no results (not finished, failed or cancelled)"},
+        422: {"description": "an unknown format"},
+    },
+)
+def read_figure(
+    run: RunDep,
+    session: SessionDep,
+    format: Annotated[ImageFormat, Query(description="png or svg")] = "png",  # noqa: A002
+) -> Response:
+    """Figure 1 of the paper for this run: train and test error of each dynamics over the steps (left); the
+    singular values over the steps, the `rank` largest in their own colours and the rest as a band, one line
+    style per dynamics, with the threshold sigma^2 w (right). Singular values are those recorded
+    (`spectrum_every`)."""
+    if run.status not in (RunStatus.succeeded, RunStatus.diverged):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run.id} is {run.status}: it has no results to draw")
+    image = run_figure_of(session, run, format)
+    return Response(image, media_type=MEDIA_TYPES[format],
+                    headers={"Content-Disposition": f'inline; filename="figure-{run.id}.{format}"'})
 
 
 @router.post(

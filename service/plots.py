@@ -1,0 +1,398 @@
+"""The paper's figures, rendered with matplotlib (Agg for PNG, its SVG backend for SVG) into bytes.
+
+Pure functions: plain arrays and DataFrames in, image bytes out; no database, no pyplot (no global figure
+state). ``run_figure`` is Figure 1 for one run; ``phase_diagram`` is a heat map of one summary metric over
+a sweep's two axes (Figure 2's panels, with the theory's lines of method.md section 6 when the axes are
+gamma_sigma2 and gamma_w); ``metric="figure2"`` draws the paper's four panels together.
+
+SVG text is written as text (``svg.fonttype = 'none'``) and the lines carry ``gid``s, so an SVG names its
+lines and legend entries.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from dynamics import DYNAMICS
+
+ImageFormat = Literal["png", "svg"]
+IMAGE_FORMATS: tuple[str, ...] = ("png", "svg")
+MEDIA_TYPES: dict[str, str] = {"png": "image/png", "svg": "image/svg+xml"}
+
+#: one line style per dynamics (Figure 1)
+LINE_STYLES: dict[str, str] = {"gd": "-", "self_consistent": "--", "lazy": ":", "balanced": "-."}
+LABELS: dict[str, str] = {"gd": "GD", "self_consistent": "self-consistent", "lazy": "lazy", "balanced": "balanced"}
+#: the paper's four Figure 2 panels, in its order
+FIGURE2_METRICS: tuple[str, ...] = ("min_test_error", "stable_rank_at_min", "min_test_error_step", "log_max_distance")
+METRIC_TITLES: dict[str, str] = {
+    "min_test_error": "minimal test error",
+    "stable_rank_at_min": "stable rank at the minimal test error",
+    "min_test_error_step": "iterations until the minimal test error",
+    "log_max_distance": "log max distance GD vs self-consistent",
+    "rank_at_min": "rank at the minimal test error",
+    "final_train_error": "final train error",
+    "final_test_error": "final test error",
+    "steps_run": "iterations run",
+    "max_distance": "max distance GD vs self-consistent",
+}
+#: colour of grid points without a value (not finished, failed, no such metric): shown as missing, not zero
+MISSING_COLOUR = "#d9d9d9"
+AXIS_LABELS: dict[str, str] = {"gamma_sigma2": "γ_σ² (σ² = d^γ_σ²)", "gamma_w": "γ_w (w = d^γ_w)"}
+
+_RENDER_LOCK = threading.Lock()  # rcParams are global: one render at a time sets and reads them
+
+
+# ---- Figure 1 -------------------------------------------------------------------------------------------------
+def run_figure(
+    trajectory: pd.DataFrame | Mapping[str, Sequence[Any]],
+    spectra: Mapping[str, tuple[Any, Any]],
+    *,
+    rank: int,
+    threshold: float | None,
+    d: int | None = None,
+    gamma_sigma2: float | None = None,
+    gamma_w: float | None = None,
+    fmt: ImageFormat = "png",
+    spectrum_scale: Literal["linear", "log"] = "linear",
+) -> bytes:
+    """The paper's Figure 1 for one run.
+
+    ``trajectory``: long format, columns ``dynamics``, ``step``, ``train_error``, ``test_error`` (more are
+    ignored; None/NaN/inf are gaps). ``spectra``: dynamics -> (steps, singular values of shape (n, d), each row
+    s_1 >= s_2 >= ...). Left: train and test error of each dynamics over the steps (log y). Right: the ``rank``
+    largest singular values in their own colours, the rest as a band (min..max of s_{k+1..d}), one line style
+    per dynamics, the threshold sigma^2 w as a horizontal line; linear y by default, where the speed-up of a
+    singular value once it crosses the threshold shows as the curve turning upwards (``spectrum_scale="log"``
+    for a log axis).
+    """
+    _check_format(fmt)
+    frame = pd.DataFrame(trajectory)
+    names = _dynamics_order([*frame["dynamics"].unique().tolist(), *spectra]) if len(frame) else list(spectra)
+
+    fig = Figure(figsize=(13, 5.2), layout="constrained")
+    left, right = fig.subplots(1, 2)
+
+    # left: errors
+    for name in names:
+        rows = frame[frame["dynamics"] == name] if len(frame) else frame
+        if not len(rows):
+            continue
+        steps = rows["step"].to_numpy(dtype=float)
+        style = LINE_STYLES.get(name, "-")
+        for column, colour, what in (("train_error", "tab:blue", "train"), ("test_error", "tab:red", "test")):
+            values = _positive(rows[column])
+            (line,) = left.plot(steps, values, linestyle=style, color=colour, linewidth=1.6,
+                                label=f"{LABELS.get(name, name)}: {what} error")
+            line.set_gid(f"error-{name}-{what}")
+    left.set_yscale("log")
+    left.set_xlabel("iteration")
+    left.set_ylabel("error: (1/d²)‖A − Y‖²_F (train), (1/d²)‖A − A*‖²_F (test)")
+    left.set_title("train and test error")
+    left.grid(True, which="both", alpha=0.25)
+    if left.lines:
+        left.legend(loc="best", fontsize="small")
+
+    # right: singular values
+    k = max(int(rank), 0)
+    colours = matplotlib.colormaps["tab10"]
+    band_colours = ["0.55", "0.8", "0.7", "0.9"]
+    for i, name in enumerate(names):
+        if name not in spectra:
+            continue
+        steps_raw, values_raw = spectra[name]
+        steps = np.asarray(steps_raw, dtype=float)
+        values = np.asarray(values_raw, dtype=float)
+        if values.ndim != 2 or not values.shape[0]:
+            continue
+        values = np.where(np.isfinite(values), values, np.nan)
+        style = LINE_STYLES.get(name, "-")
+        label = LABELS.get(name, name)
+        if values.shape[1] > k:
+            rest = values[:, k:]
+            with np.errstate(all="ignore"):
+                low = _finite(np.min(np.where(np.isnan(rest), np.inf, rest), axis=1), spectrum_scale == "log")
+                high = _finite(np.max(np.where(np.isnan(rest), -np.inf, rest), axis=1), spectrum_scale == "log")
+            band = right.fill_between(steps, low, high, color=band_colours[i % len(band_colours)], alpha=0.45,
+                                      linestyle=style, edgecolor="0.35", linewidth=0.8,
+                                      label=f"{label}: s_{k + 1}..s_{values.shape[1]} (band)")
+            band.set_gid(f"band-{name}")
+        for j in range(min(k, values.shape[1])):
+            (line,) = right.plot(steps, _finite(values[:, j], spectrum_scale == "log"), linestyle=style, color=colours(j % 10),
+                                 linewidth=1.6, label=f"{label}: s_{j + 1}")
+            line.set_gid(f"singular-value-{name}-{j + 1}")
+    if threshold is not None and math.isfinite(threshold) and threshold > 0:
+        line = right.axhline(threshold, color="black", linestyle=(0, (1, 2)), linewidth=1.4,
+                             label=f"threshold σ²w = {threshold:.4g}")
+        line.set_gid("threshold")
+    right.set_yscale(spectrum_scale)
+    right.set_xlabel("iteration")
+    right.set_ylabel("singular values of A")
+    right.set_title(f"singular values (the {k} largest in colour, the rest as a band)")
+    right.grid(True, which="both", alpha=0.25)
+    if right.lines or right.collections:
+        right.legend(loc="center right", fontsize="x-small", ncols=2 if len(names) > 1 else 1, framealpha=0.85)
+
+    fig.suptitle(_run_title(d, rank, gamma_sigma2, gamma_w, threshold, names))
+    return render(fig, fmt)
+
+
+def run_figure_inputs(result: Any) -> dict[str, Any]:
+    """The arguments of ``run_figure`` from a ``dynamics.SimulationResult`` (``lindyn simulate`` and bench)."""
+    request = result.request
+    return {
+        "trajectory": pd.DataFrame(result.trajectory_columns()),
+        "spectra": {name: (t.spectrum_steps, t.spectrum) for name, t in result.trajectories.items()},
+        "rank": request["rank"],
+        "threshold": result.threshold,
+        "d": request["d"],
+        "gamma_sigma2": request.get("gamma_sigma2"),
+        "gamma_w": request.get("gamma_w"),
+    }
+
+
+def _run_title(d: int | None, rank: int, gs: float | None, gw: float | None, threshold: float | None,
+               names: Sequence[str]) -> str:
+    parts = []
+    if d is not None:
+        parts.append(f"d = {d}")
+    parts.append(f"k = {rank}")
+    if gs is not None:
+        parts.append(f"γ_σ² = {gs:.4g}")
+    if gw is not None:
+        parts.append(f"γ_w = {gw:.4g}")
+    if threshold is not None and math.isfinite(threshold):
+        parts.append(f"σ²w = {threshold:.4g}")
+    dyn = ", ".join(f"{LABELS.get(n, n)} ({_style_word(n)})" for n in names)
+    return ", ".join(parts) + (f"  —  {dyn}" if dyn else "")
+
+
+def _style_word(name: str) -> str:
+    return {"-": "solid", "--": "dashed", ":": "dotted", "-.": "dash-dot"}.get(LINE_STYLES.get(name, "-"), "solid")
+
+
+# ---- Figure 2 -------------------------------------------------------------------------------------------------
+def metric_column(table: pd.DataFrame, metric: str, dynamics: str = "gd") -> str:
+    """The table column of ``metric``: as given (``gd.min_test_error``, ``log_max_distance``) or with the
+    dynamics prefix (``min_test_error`` -> ``gd.min_test_error``). KeyError naming the choices if neither."""
+    if metric in table.columns:
+        return metric
+    prefixed = f"{dynamics}.{metric}"
+    if prefixed in table.columns:
+        return prefixed
+    raise KeyError(f"no metric {metric!r} in the table (metrics: {', '.join(metric_columns(table))})")
+
+
+def metric_columns(table: pd.DataFrame) -> list[str]:
+    """The numeric summary columns of a sweep table that can be drawn."""
+    skip = {"run_id", "status", "id"}
+    return [
+        c for c in table.columns
+        if ("." in str(c) or str(c) in ("log_max_distance", "max_distance"))
+        and c not in skip and pd.api.types.is_numeric_dtype(table[c].dtype)
+    ]
+
+
+def grid_of(table: pd.DataFrame, x: str, y: str, column: str) -> tuple[np.ndarray, np.ndarray, np.ma.MaskedArray]:
+    """(x values, y values, values[y_i, x_j] masked where there is no finite value) of a long table."""
+    xs = np.unique(pd.to_numeric(table[x], errors="coerce").dropna().to_numpy(dtype=float))
+    ys = np.unique(pd.to_numeric(table[y], errors="coerce").dropna().to_numpy(dtype=float))
+    grid = np.full((len(ys), len(xs)), np.nan)
+    values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+    xi = np.searchsorted(xs, pd.to_numeric(table[x], errors="coerce").to_numpy(dtype=float))
+    yi = np.searchsorted(ys, pd.to_numeric(table[y], errors="coerce").to_numpy(dtype=float))
+    for i, j, v in zip(yi, xi, values):
+        if i < len(ys) and j < len(xs) and math.isfinite(v):
+            grid[i, j] = v
+    return xs, ys, np.ma.masked_invalid(grid)
+
+
+def phase_diagram(
+    table: pd.DataFrame,
+    metric: str,
+    fmt: ImageFormat = "png",
+    *,
+    x: str | None = None,
+    y: str | None = None,
+    dynamics: str = "gd",
+    d: int | None = None,
+    rank: int | None = None,
+    title: str | None = None,
+) -> bytes:
+    """Heat map of ``metric`` over the sweep's two axes (``x``, ``y``; by default gamma_sigma2 and gamma_w
+    when the table has them), colour bar, axis labels; grid points without a finite value are masked and
+    drawn in ``MISSING_COLOUR``. When the axes are gamma_sigma2 (x) and gamma_w (y), the theory's lines
+    (method.md section 6) with a legend; the line w = k needs ``d`` and ``rank``. ``metric="figure2"``: the
+    paper's four panels. ValueError for axes that are not in the table, KeyError for an unknown metric."""
+    _check_format(fmt)
+    x, y = _axes_of(table, x, y)
+    metrics = list(FIGURE2_METRICS) if metric == "figure2" else [metric]
+    columns: list[str | None] = []
+    for m in metrics:
+        try:
+            columns.append(metric_column(table, m, dynamics))
+        except KeyError:
+            if metric != "figure2":
+                raise
+            columns.append(None)  # a panel without data (e.g. log_max_distance when only GD ran)
+
+    if len(metrics) == 1:
+        fig = Figure(figsize=(7.4, 6.6), layout="constrained")
+        panels: list[Axes] = [fig.subplots()]
+    else:
+        fig = Figure(figsize=(14, 12), layout="constrained")
+        panels = list(np.asarray(fig.subplots(2, 2)).ravel())
+    for ax, m, column in zip(panels, metrics, columns):
+        _heat_map(ax, fig, table, x, y, m, column, d=d, rank=rank)
+    legend: dict[str, Any] = {}
+    for ax in panels:  # one legend for every panel, below them
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    if legend:
+        fig.legend(list(legend.values()), list(legend), loc="outside lower center", fontsize="small",
+                   ncols=2 if len(panels) > 1 else 1, frameon=False)
+    if title:
+        fig.suptitle(title)
+    return render(fig, fmt)
+
+
+def _axes_of(table: pd.DataFrame, x: str | None, y: str | None) -> tuple[str, str]:
+    if x is None and y is None and {"gamma_sigma2", "gamma_w"} <= set(table.columns):
+        x, y = "gamma_sigma2", "gamma_w"
+    if x is None or y is None:
+        raise ValueError("a phase diagram needs two axes (x and y)")
+    for name in (x, y):
+        if name not in table.columns:
+            raise ValueError(f"axis {name!r} is not a column of the table")
+    return x, y
+
+
+def _heat_map(ax: Axes, fig: Figure, table: pd.DataFrame, x: str, y: str, metric: str, column: str | None,
+              *, d: int | None, rank: int | None) -> None:
+    base = metric.split(".", 1)[-1]
+    name = METRIC_TITLES.get(base, base)
+    if column is not None and column != base:
+        name = f"{name} [{column}]"
+    ax.set_xlabel(AXIS_LABELS.get(x, x))
+    ax.set_ylabel(AXIS_LABELS.get(y, y))
+    ax.set_title(name)
+    xs, ys, grid = grid_of(table, x, y, column) if column is not None else (*_axis_values(table, x, y), None)
+    if len(xs) == 0 or len(ys) == 0:
+        ax.text(0.5, 0.5, "no grid points", transform=ax.transAxes, ha="center", va="center")
+        return
+    xe, ye = _edges(xs), _edges(ys)
+    if grid is None:
+        ax.set_facecolor(MISSING_COLOUR)
+        ax.text(0.5, 0.5, f"no {base} in this table", transform=ax.transAxes, ha="center", va="center",
+                fontsize="large")
+    else:
+        cmap = matplotlib.colormaps["viridis"].with_extremes(bad=MISSING_COLOUR)
+        mesh = ax.pcolormesh(xe, ye, grid, cmap=cmap, shading="flat")
+        mesh.set_gid(f"heat-map-{column}")
+        bar = fig.colorbar(mesh, ax=ax)
+        bar.set_label(name)
+        if bool(np.ma.getmaskarray(grid).any()):
+            ax.plot([], [], linestyle="none", marker="s", markersize=9, color=MISSING_COLOUR,
+                    markeredgecolor="0.5", label="missing (not finished)")
+    ax.set_xlim(xe[0], xe[-1])
+    ax.set_ylim(ye[0], ye[-1])
+    if (x, y) == ("gamma_sigma2", "gamma_w"):
+        _theory_lines(ax, (xe[0], xe[-1]), (ye[0], ye[-1]), d=d, rank=rank)
+
+
+def theory_lines(d: int | None = None, rank: int | None = None) -> list[tuple[str, str, Any]]:
+    """(gid, label, gamma_w as a function of gamma_sigma2) of the theory's lines (method.md section 6)."""
+    lines: list[tuple[str, str, Any]] = [
+        ("theory-active-lazy", "active / lazy: γ_σ² + γ_w = 1 (active below)", lambda gs: 1.0 - gs),
+        ("theory-infinite-noise", "infinite noise: γ_w + 2 γ_σ² = 0 (theory holds below)", lambda gs: -2.0 * gs),
+    ]
+    if d is not None and rank is not None and d > 1 and rank >= 1:
+        level = math.log(rank) / math.log(d)
+        lines.append(("theory-underparametrised", f"underparametrised: w = k (γ_w = ln k / ln d = {level:.3g})",
+                      lambda gs: np.full_like(np.asarray(gs, dtype=float), level)))
+    return lines
+
+
+def _theory_lines(ax: Axes, xlim: tuple[float, float], ylim: tuple[float, float], *,
+                  d: int | None, rank: int | None) -> None:
+    styles = {"theory-active-lazy": ("white", "-"), "theory-infinite-noise": ("red", "-"),
+              "theory-underparametrised": ("orange", "--")}
+    gs = np.linspace(xlim[0], xlim[1], 200)
+    for gid, label, f in theory_lines(d, rank):
+        gw = np.asarray(f(gs), dtype=float)
+        visible = bool(np.any((gw >= ylim[0]) & (gw <= ylim[1])))
+        colour, style = styles[gid]
+        (line,) = ax.plot(gs, gw, color=colour, linestyle=style, linewidth=2.2,
+                          label=label if visible else f"{label}, outside the grid",
+                          path_effects=_outline() if colour == "white" else None)
+        line.set_gid(gid)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+
+
+def _outline() -> list[Any]:
+    from matplotlib import patheffects
+
+    return [patheffects.withStroke(linewidth=3.4, foreground="black")]
+
+
+def _axis_values(table: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
+    xs = np.unique(pd.to_numeric(table[x], errors="coerce").dropna().to_numpy(dtype=float))
+    ys = np.unique(pd.to_numeric(table[y], errors="coerce").dropna().to_numpy(dtype=float))
+    return xs, ys
+
+
+def _edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges around sorted centres (midpoints; a single value gets a unit-wide cell)."""
+    c = np.asarray(centres, dtype=float)
+    if len(c) == 1:
+        return np.array([c[0] - 0.5, c[0] + 0.5])
+    mid = (c[1:] + c[:-1]) / 2
+    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+
+
+# ---- rendering ------------------------------------------------------------------------------------------------
+def render(fig: Figure, fmt: ImageFormat) -> bytes:
+    """PNG (Agg) or SVG bytes of a figure; SVG text stays text and the output is deterministic."""
+    _check_format(fmt)
+    buf = io.BytesIO()
+    with _RENDER_LOCK, matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "lindyn"}):
+        if fmt == "png":
+            FigureCanvasAgg(fig).print_png(buf, metadata={"Software": "lindyn (matplotlib)"})
+        else:
+            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "lindyn (matplotlib)"})
+    return buf.getvalue()
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in IMAGE_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(IMAGE_FORMATS)}, not {fmt!r}")
+
+
+def _positive(values: Any) -> np.ndarray:
+    """Floats for a log axis: None, NaN, inf and values <= 0 become NaN (gaps)."""
+    a = pd.to_numeric(pd.Series(np.asarray(values, dtype=object).ravel()), errors="coerce").to_numpy(dtype=float)
+    return np.where(np.isfinite(a) & (a > 0), a, np.nan)
+
+
+def _finite(values: Any, positive: bool) -> np.ndarray:
+    """Floats with None and non-finite values (and, for a log axis, values <= 0) as NaN (gaps)."""
+    if positive:
+        return _positive(values)
+    a = pd.to_numeric(pd.Series(np.asarray(values, dtype=object).ravel()), errors="coerce").to_numpy(dtype=float)
+    return np.where(np.isfinite(a), a, np.nan)
+
+
+def _dynamics_order(names: Sequence[str]) -> list[str]:
+    seen = list(dict.fromkeys(names))
+    return [n for n in DYNAMICS if n in seen] + [n for n in seen if n not in DYNAMICS]
