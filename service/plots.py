@@ -50,6 +50,9 @@ METRIC_TITLES: dict[str, str] = {
 MISSING_COLOUR = "#d9d9d9"
 AXIS_LABELS: dict[str, str] = {"gamma_sigma2": "γ_σ² (σ² = d^γ_σ²)", "gamma_w": "γ_w (w = d^γ_w)"}
 
+#: table columns that are not numbers to draw
+_NOT_METRICS = frozenset({"run_id", "status", "stop_reason", "id"})
+
 _RENDER_LOCK = threading.Lock()  # rcParams are global: one render at a time sets and reads them
 
 
@@ -185,21 +188,18 @@ def _style_word(name: str) -> str:
 def metric_column(table: pd.DataFrame, metric: str, dynamics: str = "gd") -> str:
     """The table column of ``metric``: as given (``gd.min_test_error``, ``log_max_distance``) or with the
     dynamics prefix (``min_test_error`` -> ``gd.min_test_error``). KeyError naming the choices if neither."""
-    if metric in table.columns:
-        return metric
-    prefixed = f"{dynamics}.{metric}"
-    if prefixed in table.columns:
-        return prefixed
+    for column in (metric, f"{dynamics}.{metric}"):
+        if column in table.columns and str(column).rsplit(".", 1)[-1] not in _NOT_METRICS:
+            return column
     raise KeyError(f"no metric {metric!r} in the table (metrics: {', '.join(metric_columns(table))})")
 
 
 def metric_columns(table: pd.DataFrame) -> list[str]:
-    """The numeric summary columns of a sweep table that can be drawn."""
-    skip = {"run_id", "status", "id"}
+    """The summary columns of a sweep table that can be drawn (``<dynamics>.<metric>``, log_max_distance)."""
     return [
-        c for c in table.columns
+        str(c) for c in table.columns
         if ("." in str(c) or str(c) in ("log_max_distance", "max_distance"))
-        and c not in skip and pd.api.types.is_numeric_dtype(table[c].dtype)
+        and str(c).rsplit(".", 1)[-1] not in _NOT_METRICS
     ]
 
 

@@ -16,6 +16,7 @@ from service.plots import (
     MISSING_COLOUR,
     grid_of,
     metric_column,
+    metric_columns,
     phase_diagram,
     run_figure,
     run_figure_inputs,
@@ -151,6 +152,11 @@ def test_metric_names_with_or_without_the_dynamics_prefix() -> None:
     assert metric_column(table, "log_max_distance") == "log_max_distance"
     with pytest.raises(KeyError, match="gd.min_test_error"):
         metric_column(table, "nonsense")
+    table["gd.stop_reason"] = "max_steps"
+    for not_a_number in ("stop_reason", "gd.stop_reason", "status", "run_id"):
+        with pytest.raises(KeyError):
+            metric_column(table, not_a_number)
+    assert "gd.stop_reason" not in metric_columns(table) and "log_max_distance" in metric_columns(table)
     sc = svg_texts(phase_diagram(table, "self_consistent.min_test_error", "svg"))
     assert "[self_consistent.min_test_error]" in sc
 
