@@ -5,7 +5,7 @@ Alembic migrations in migrations/."""
 from models.base import RUN_STATUSES, Base, RunStatus
 from models.db import dispose_engines, get_sessionmaker, make_engine, session_scope
 from models.settings import Settings, get_settings
-from models.tables import Run, RunSummary, Sweep, TrajectoryPoint
+from models.tables import Run, RunSummary, RunTag, Sweep, TrajectoryPoint
 
 __all__ = [
     "RUN_STATUSES",
@@ -13,6 +13,7 @@ __all__ = [
     "Run",
     "RunStatus",
     "RunSummary",
+    "RunTag",
     "Settings",
     "Sweep",
     "TrajectoryPoint",

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Boolean,
     Double,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -49,6 +50,7 @@ class Run(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     sweep_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200), index=True)  # a label given at submission
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -89,6 +91,14 @@ class Run(Base):
     summaries: Mapped[list[RunSummary]] = relationship(
         back_populates="run", cascade="all, delete-orphan", passive_deletes=True, order_by="RunSummary.position"
     )
+    tag_rows: Mapped[list[RunTag]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="RunTag.key", lazy="selectin"
+    )
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Free key/value labels given at submission."""
+        return {t.key: t.value for t in self.tag_rows}
 
     @property
     def run_status(self) -> RunStatus:
@@ -97,6 +107,17 @@ class Run(Base):
     @property
     def dynamics_list(self) -> list[str]:
         return self.dynamics.split(",") if self.dynamics else []
+
+
+class RunTag(Base):
+    """One free key/value label of a run (set at submission), indexed so runs can be found by it."""
+
+    __tablename__ = "run_tags"
+    __table_args__ = (Index("ix_run_tags_key_value", "key", "value"),)
+
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
 
 
 class RunSummary(Base):

@@ -52,8 +52,12 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     detail: list[dict[str, Any]] = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ())]
-        detail.append({"loc": loc, "field": loc[-1] if loc else None, "msg": err.get("msg", ""),
-                       "type": err.get("type")})
+        # a query or path parameter is named by loc[1] (loc[2:] is an index into a repeated one)
+        field = loc[1] if len(loc) > 1 and loc[0] in ("query", "path") else (loc[-1] if loc else None)
+        msg = err.get("msg", "")
+        if err.get("type") == "extra_forbidden" and loc[:1] == ["query"]:
+            msg = f"unknown query parameter {field!r}"
+        detail.append({"loc": loc, "field": field, "msg": msg, "type": err.get("type")})
     return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 

@@ -8,52 +8,89 @@ from typing import Annotated, Any
 
 import pyarrow as pa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from pydantic import ValidationError
-from sqlalchemy import func, select
+from pydantic import BaseModel, ValidationError
 
 from dynamics import METRIC_COLUMNS, SimulationRequest
 from dynamics.request import DynamicsName, error_details
-from models import Run, RunStatus
+from models import Run, RunStatus, RunTag
+from models import queries
 from models.crud import cancel_run, fail_run, find_reusable_run, new_run, trajectory_columns
 from service.deps import QueueDep, SessionDep, SettingsDep
 from service.exports import ExportFormat, columns_response
 from service.figures import run_figure_of
 from service.plots import MEDIA_TYPES, ImageFormat
-from service.schemas.runs import RunBrief, RunCreated, RunPage, RunRead
+from service.schemas.run_filters import RunFilters, query_of
+from service.schemas.runs import RunBrief, RunCreated, RunLabels, RunPage, RunRead
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
-MAX_PAGE = 500
 TRAJECTORY_TYPES: dict[str, pa.DataType] = {
     "dynamics": pa.string(),
     "step": pa.int64(),
     **{c: pa.float64() for c in METRIC_COLUMNS},
 }
 _REQUEST_SCHEMA = SimulationRequest.model_json_schema()
+_LABELS_SCHEMA = RunLabels.model_json_schema()
+#: the body of POST /v1/runs: the request's fields, plus the optional labels name and tags
+_SUBMIT_SCHEMA: dict[str, Any] = {
+    **_REQUEST_SCHEMA,
+    "title": "RunSubmission",
+    "description": "A SimulationRequest, with the optional labels `name` and `tags` next to its fields",
+    "properties": {**_REQUEST_SCHEMA["properties"], **_LABELS_SCHEMA["properties"]},
+}
+_REQUEST_EXAMPLE = {"d": 100, "rank": 5, "gamma_sigma2": -1.85, "gamma_w": 2.25, "steps": 100,
+                    "dynamics": ["gd", "self_consistent"]}  # fmt: skip
 _REQUEST_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
             "application/json": {
-                "schema": _REQUEST_SCHEMA,
-                "example": {"d": 100, "rank": 5, "gamma_sigma2": -1.85, "gamma_w": 2.25, "steps": 100,
-                            "dynamics": ["gd", "self_consistent"]},
+                "schema": _SUBMIT_SCHEMA,
+                "example": _REQUEST_EXAMPLE,
+                "examples": {
+                    "figure1": {"summary": "GD vs self-consistent, active regime", "value": _REQUEST_EXAMPLE},
+                    "labelled": {
+                        "summary": "with a name and tags to find it by",
+                        "value": {"d": 50, "rank": 3, "sigma2": 0.001, "width": 400, "steps": 200, "seed": 1,
+                                  "dynamics": ["gd"], "name": "width-400", "tags": {"project": "phase", "by": "ana"}},
+                    },
+                },
             }
         },
     }
 }
+LABEL_FIELDS = ("name", "tags")
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no run with this id"}}
 
 
-async def simulation_request(request: Request, settings: SettingsDep) -> SimulationRequest:
-    """The body, validated with the configured limits; 422 naming each bad field."""
+async def _json_body(request: Request) -> Any:
     try:
-        data = json.loads(await request.body())
+        return json.loads(await request.body())
     except ValueError as exc:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             [{"loc": ["body"], "field": None, "msg": f"body is not valid JSON: {exc}", "type": "json_invalid"}],
         ) from exc
+
+
+async def run_labels(request: Request) -> RunLabels:
+    """The optional ``name`` and ``tags`` next to the request's fields; 422 naming a bad one."""
+    data = await _json_body(request)
+    if not isinstance(data, dict):
+        return RunLabels(name=None)
+    try:
+        return RunLabels.model_validate({k: data[k] for k in LABEL_FIELDS if k in data})
+    except ValidationError as exc:
+        details = [{**e, "loc": ["body", *e["loc"]]} for e in error_details(exc)]
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, details) from exc
+
+
+async def simulation_request(request: Request, settings: SettingsDep) -> SimulationRequest:
+    """The body (less the labels name and tags), validated with the configured limits; 422 naming each bad
+    field."""
+    data = await _json_body(request)
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in LABEL_FIELDS}
     try:
         return SimulationRequest.model_validate(data, context={"limits": settings.limits})
     except ValidationError as exc:
@@ -88,18 +125,24 @@ RunDep = Annotated[Run, Depends(run_or_404)]
 )
 def submit_run(
     sim: Annotated[SimulationRequest, Depends(simulation_request)],
+    labels: Annotated[RunLabels, Depends(run_labels)],
     session: SessionDep,
     queue: QueueDep,
     response: Response,
     force: Annotated[bool, Query(description="run again even if the same request was run before")] = False,
 ) -> RunCreated:
-    """Queue a run (202 with its Location), or return the run of the same normalised request (200)."""
+    """Queue a run (202 with its Location), or return the run of the same normalised request (200).
+
+    The body is a SimulationRequest; `name` and `tags` may be given next to its fields to label the run.
+    Labels are not part of the run's identity: a resubmission answered by an earlier run keeps its labels."""
     existing = None if force else find_reusable_run(session, sim.cache_key())
     if existing is not None:
         response.status_code = status.HTTP_200_OK
         run = existing
     else:
         run = new_run(sim)
+        run.name = labels.name
+        run.tag_rows = [RunTag(key=k, value=v) for k, v in sorted(labels.tags.items())]
         session.add(run)
         session.commit()
         try:
@@ -112,23 +155,35 @@ def submit_run(
     return RunCreated(id=run.id, status=RunStatus(run.status))
 
 
-@router.get("", response_model=RunPage)
-def list_runs(
-    session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    status_: Annotated[RunStatus | None, Query(alias="status")] = None,
-    sweep_id: uuid.UUID | None = None,
-) -> RunPage:
-    """Runs, newest first, a page at a time."""
-    stmt = select(Run)
-    if status_ is not None:
-        stmt = stmt.where(Run.status == status_.value)
-    if sweep_id is not None:
-        stmt = stmt.where(Run.sweep_id == sweep_id)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    runs = session.scalars(stmt.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit).offset(offset))
-    return RunPage(items=[RunBrief.of(r) for r in runs], total=total, limit=limit, offset=offset)
+@router.get(
+    "",
+    response_model=RunPage,
+    responses={422: {"description": "an unknown parameter or a bad value: each error names its parameter"}},
+)
+def list_runs(session: SessionDep, filters: Annotated[RunFilters, Query()]) -> RunPage:  # type: ignore[valid-type]
+    """Runs matching every filter given, a page at a time, in a stable order (`sort`, then id).
+
+    Filters: `status` (repeatable), `sweep_id`, `name`, `tag` (key=value or key, repeatable), `regime`,
+    `dynamics`, each indexed parameter (`d`, `rank`, `gamma_sigma2`, `gamma_w`, `sigma2`, `width`) exactly or
+    as a range (`gamma_w_min`, `gamma_w_max`, ...), the summary metrics of `dynamics` as ranges
+    (`min_test_error_max=0.1&dynamics=gd`), `created_after` / `created_before`. Page on with `cursor` =
+    the previous page's `next_cursor` (null on the last page)."""
+    q, errors = query_of(filters)
+    if errors:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, errors)
+    assert isinstance(filters, BaseModel)
+    limit, offset, cursor = filters.limit, filters.offset, filters.cursor  # type: ignore[attr-defined]
+    try:
+        runs, next_cursor = queries.page(session, q, limit=limit, cursor=cursor, offset=offset)
+    except queries.BadCursor as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [{"loc": ["query", "cursor"], "field": "cursor", "msg": str(exc), "type": "value_error"}],
+        ) from exc
+    return RunPage(
+        items=[RunBrief.of(r) for r in runs], total=queries.count(session, q), limit=limit,
+        offset=offset, next_cursor=next_cursor,
+    )
 
 
 @router.get("/{run_id}", response_model=RunRead, responses=_NOT_FOUND)

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from models import Run, RunStatus
 
@@ -54,6 +54,8 @@ class RunBrief(BaseModel):
 
     id: uuid.UUID
     sweep_id: uuid.UUID | None
+    name: str | None = Field(None, description="the name given at submission")
+    tags: dict[str, str] = Field(default_factory=dict, description="the tags given at submission")
     status: RunStatus
     created_at: datetime
     d: int
@@ -109,7 +111,7 @@ class RunRead(RunBrief):
 
 
 def _brief_fields(run: Run) -> dict[str, Any]:
-    copied = ("id", "sweep_id", "created_at", "d", "rank", "gamma_sigma2", "gamma_w", "sigma2", "width")
+    copied = ("id", "sweep_id", "name", "tags", "created_at", "d", "rank", "gamma_sigma2", "gamma_w", "sigma2", "width")
     return {
         **{name: getattr(run, name) for name in copied},
         "status": RunStatus(run.status),
@@ -125,9 +127,30 @@ def _brief_fields(run: Run) -> dict[str, Any]:
 
 class RunPage(BaseModel):
     items: list[RunBrief]
-    total: int
+    total: int = Field(description="runs matching the filters, on all pages")
     limit: int
     offset: int
+    next_cursor: str | None = Field(None, description="pass as cursor= for the next page; null on the last page")
+
+
+class RunLabels(BaseModel):
+    """Optional labels of a submission, given next to the request's fields in the same body; not part of the
+    run's identity (a resubmission answered by an earlier run returns that run, with its own labels)."""
+
+    name: str | None = Field(None, min_length=1, max_length=200, description="a name to find the run by")
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="free key/value labels (keys without '=', up to 100 characters)"
+    )
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_lengths(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if not key or len(key) > 100 or "=" in key:
+                raise ValueError(f"tag key {key!r}: 1 to 100 characters, without '='")
+            if len(value) > 200:
+                raise ValueError(f"tag {key}: the value is longer than 200 characters")
+        return v
 
 
 def finite_or_none(v: Any) -> Any:

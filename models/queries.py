@@ -1,0 +1,187 @@
+"""Finding runs: filters on status, sweep, labels, the indexed parameters and one dynamics' summary metrics;
+a sort on any of those; keyset (cursor) pagination in a stable order.
+
+The order is (sort key is null, sort key, id), ascending or descending as asked, so rows with no value
+(a queued run's summary metrics, a run without a name) come last either way and ties are broken by id.
+A cursor is the last row's (sort, key, id), base64-encoded JSON: the next page is the rows after it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, select
+from sqlalchemy.orm import Session
+
+from models.tables import Run, RunSummary, RunTag
+
+#: indexed request parameters: exact value, ``<name>_min`` and ``<name>_max``
+RUN_RANGES: tuple[str, ...] = ("d", "rank", "gamma_sigma2", "gamma_w", "sigma2", "width")
+#: summary metrics of one dynamics (``dynamics=``): ``<name>_min`` and ``<name>_max``
+SUMMARY_RANGES: tuple[str, ...] = (
+    "min_test_error", "min_test_error_step", "stable_rank_at_min", "rank_at_min",
+    "final_train_error", "final_test_error", "steps_run",
+)  # fmt: skip
+RUN_SORTS: tuple[str, ...] = ("created_at", "name", "status", *RUN_RANGES)
+SORT_KEYS: tuple[str, ...] = (*RUN_SORTS, *SUMMARY_RANGES)
+SORTS: tuple[str, ...] = tuple(p + k for k in SORT_KEYS for p in ("", "-"))
+DEFAULT_SORT = "-created_at"
+
+
+class BadCursor(ValueError):
+    """A cursor that does not decode, or that belongs to another sort."""
+
+
+@dataclass
+class RunQuery:
+    """What to find. ``ranges`` maps a column of RUN_RANGES or SUMMARY_RANGES to (minimum, maximum), either
+    None; SUMMARY_RANGES columns (and a sort on one) are those of ``dynamics``' summary."""
+
+    statuses: list[str] | None = None
+    sweep_id: uuid.UUID | None = None
+    name: str | None = None
+    tags: dict[str, str | None] = field(default_factory=dict)  # key -> value, or None: has the key
+    regime: str | None = None
+    dynamics: str | None = None
+    equals: dict[str, Any] = field(default_factory=dict)
+    ranges: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    sort: str = DEFAULT_SORT
+
+    @property
+    def sort_key(self) -> str:
+        return self.sort.lstrip("-")
+
+    @property
+    def descending(self) -> bool:
+        return self.sort.startswith("-")
+
+    @property
+    def uses_summary(self) -> bool:
+        return self.sort_key in SUMMARY_RANGES or any(c in SUMMARY_RANGES for c in self.ranges)
+
+
+def _sort_column(q: RunQuery) -> Any:
+    key = q.sort_key
+    if key not in SORT_KEYS:
+        raise ValueError(f"unknown sort {q.sort!r}")
+    return getattr(RunSummary, key) if key in SUMMARY_RANGES else getattr(Run, key)
+
+
+def filtered(q: RunQuery) -> Select[Any]:
+    """SELECT runs matching ``q`` (unordered)."""
+    stmt = select(Run)
+    if q.uses_summary:
+        if q.dynamics is None:
+            raise ValueError("summary metrics need a dynamics")
+        stmt = stmt.outerjoin(RunSummary, and_(RunSummary.run_id == Run.id, RunSummary.dynamics == q.dynamics))
+    conds: list[ColumnElement[bool]] = []
+    if q.statuses:
+        conds.append(Run.status.in_(q.statuses))
+    if q.sweep_id is not None:
+        conds.append(Run.sweep_id == q.sweep_id)
+    if q.name is not None:
+        conds.append(Run.name == q.name)
+    for key, value in q.tags.items():
+        tag = and_(RunTag.run_id == Run.id, RunTag.key == key)
+        if value is not None:
+            tag = and_(tag, RunTag.value == value)
+        conds.append(exists().where(tag))
+    if q.regime is not None:
+        conds.append(Run.regime == q.regime)
+    if q.dynamics is not None:  # the run ran (or will run) it
+        conds.append((literal(",") + Run.dynamics + literal(",")).like(f"%,{q.dynamics},%"))
+    for name, value in q.equals.items():
+        conds.append(getattr(Run, name) == value)
+    for name, (low, high) in q.ranges.items():
+        col = getattr(RunSummary if name in SUMMARY_RANGES else Run, name)
+        if low is not None:
+            conds.append(col >= low)
+        if high is not None:
+            conds.append(col <= high)
+    if q.created_after is not None:
+        conds.append(Run.created_at >= q.created_after)
+    if q.created_before is not None:
+        conds.append(Run.created_at < q.created_before)
+    return stmt.where(*conds)
+
+
+def count(session: Session, q: RunQuery) -> int:
+    return session.scalar(select(func.count()).select_from(filtered(q).subquery())) or 0
+
+
+def page(
+    session: Session, q: RunQuery, *, limit: int, cursor: str | None = None, offset: int = 0
+) -> tuple[list[Run], str | None]:
+    """One page of runs in the query's order, after ``cursor`` (or skipping ``offset``), and the cursor of
+    the next page (None on the last)."""
+    col = _sort_column(q)
+    stmt = filtered(q)
+    if cursor is not None:
+        key, last_id = decode_cursor(cursor, q)
+        stmt = stmt.where(_after(col, key, last_id, q.descending))
+    order = (col.desc(), Run.id.desc()) if q.descending else (col.asc(), Run.id.asc())
+    stmt = stmt.order_by(col.is_(None), *order).limit(limit + 1)
+    if cursor is None and offset:
+        stmt = stmt.offset(offset)
+    rows: list[Run] = list(session.scalars(stmt))
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    last = rows[-1]
+    last_key = _key_of(session, last, q)
+    return rows, encode_cursor(q, last_key, last.id)
+
+
+def _after(col: Any, key: Any, last_id: uuid.UUID, descending: bool) -> ColumnElement[bool]:
+    """Rows after (key, id) in the order (key is null, key, id), ascending or descending."""
+
+    def beyond(a: Any, b: Any) -> ColumnElement[bool]:
+        return a < b if descending else a > b
+
+    if key is None:  # in the trailing block of nulls: only ids further on
+        return and_(col.is_(None), beyond(Run.id, last_id))
+    return or_(col.is_(None), beyond(col, key), and_(col == key, beyond(Run.id, last_id)))
+
+
+def _key_of(session: Session, run: Run, q: RunQuery) -> Any:
+    if q.sort_key in SUMMARY_RANGES:
+        return session.scalar(
+            select(getattr(RunSummary, q.sort_key)).where(
+                RunSummary.run_id == run.id, RunSummary.dynamics == q.dynamics
+            )
+        )
+    return getattr(run, q.sort_key)
+
+
+def encode_cursor(q: RunQuery, key: Any, run_id: uuid.UUID) -> str:
+    value = key.isoformat() if isinstance(key, datetime) else key
+    raw = json.dumps({"s": q.sort, "y": q.dynamics, "k": value, "id": str(run_id)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, q: RunQuery) -> tuple[Any, uuid.UUID]:
+    """The (key, id) of a cursor made for the same sort; BadCursor otherwise."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+        sort, dyn, key, run_id = data["s"], data["y"], data["k"], uuid.UUID(data["id"])
+    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+        raise BadCursor("not a cursor of this API (pass next_cursor back unchanged)") from exc
+    if sort != q.sort or dyn != q.dynamics:
+        raise BadCursor(f"the cursor was made for sort={sort} dynamics={dyn}, not sort={q.sort} dynamics={q.dynamics}")
+    if key is not None and q.sort_key == "created_at":
+        try:
+            key = datetime.fromisoformat(key)
+        except (TypeError, ValueError) as exc:
+            raise BadCursor("not a cursor of this API (pass next_cursor back unchanged)") from exc
+    elif key is not None and not isinstance(key, (str, int, float)):
+        raise BadCursor("not a cursor of this API (pass next_cursor back unchanged)")
+    return key, run_id

@@ -1,0 +1,118 @@
+"""The query parameters of ``GET /v1/runs``, as one model: each is documented in the OpenAPI document, and an
+unknown one is a 422 that names it (the model forbids extra parameters)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from dynamics.request import DynamicsName
+from models import RunStatus
+from models.queries import DEFAULT_SORT, RUN_RANGES, SORTS, SUMMARY_RANGES, RunQuery
+
+MAX_PAGE = 500
+
+_PARAM_TYPES: dict[str, type] = {"d": int, "rank": int, "width": int, "gamma_sigma2": float, "gamma_w": float,
+                                 "sigma2": float}
+_METRIC_TYPES: dict[str, type] = {"min_test_error_step": int, "rank_at_min": int, "steps_run": int}
+
+SortName = Literal[SORTS]  # type: ignore[valid-type]
+
+
+class _RunFiltersBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(50, ge=1, le=MAX_PAGE, description="page size")
+    cursor: str | None = Field(None, description="next_cursor of the previous page (same filters and sort)")
+    offset: int = Field(0, ge=0, description="rows to skip (without a cursor); prefer the cursor")
+    sort: SortName = Field(  # type: ignore[valid-type]
+        DEFAULT_SORT,
+        description="sort key, '-' for descending; ties are broken by id, rows with no value come last. "
+        "A summary metric (min_test_error, ...) sorts by that metric of `dynamics`",
+    )
+    status: list[RunStatus] | None = Field(None, description="only these statuses (repeatable)")
+    sweep_id: uuid.UUID | None = Field(None, description="only the runs of this sweep")
+    name: str | None = Field(None, description="only runs with this name")
+    tag: list[str] | None = Field(
+        None, description="key=value: runs with this tag; key alone: runs with this tag key (repeatable, all must hold)"
+    )
+    regime: Literal["active", "lazy"] | None = Field(None, description="only runs in this regime")
+    dynamics: DynamicsName | None = Field(
+        None, description="only runs of this dynamics; the dynamics whose summary the metric filters and sorts use"
+    )
+    created_after: datetime | None = Field(None, description="created at or after (ISO 8601)")
+    created_before: datetime | None = Field(None, description="created before (ISO 8601)")
+
+
+def _range_fields() -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for name, typ in _PARAM_TYPES.items():
+        fields[name] = (typ | None, Field(None, description=f"{name} equal to this"))
+        fields[f"{name}_min"] = (typ | None, Field(None, description=f"{name} >= this"))
+        fields[f"{name}_max"] = (typ | None, Field(None, description=f"{name} <= this"))
+    for name in SUMMARY_RANGES:
+        typ = _METRIC_TYPES.get(name, float)
+        fields[f"{name}_min"] = (typ | None, Field(None, description=f"{name} of `dynamics` >= this"))
+        fields[f"{name}_max"] = (typ | None, Field(None, description=f"{name} of `dynamics` <= this"))
+    return fields
+
+
+assert set(_PARAM_TYPES) == set(RUN_RANGES)
+
+RunFilters = create_model("RunFilters", __base__=_RunFiltersBase, **_range_fields())
+
+FILTER_NAMES: tuple[str, ...] = tuple(RunFilters.model_fields)
+
+
+def query_of(filters: BaseModel) -> tuple[RunQuery, list[dict[str, Any]]]:
+    """The RunQuery of validated filters, and the errors (loc, field, msg, type) of combinations that are not."""
+    f = filters.model_dump()
+    errors: list[dict[str, Any]] = []
+
+    def error(name: str, msg: str) -> None:
+        errors.append({"loc": ["query", name], "field": name, "msg": msg, "type": "value_error"})
+
+    tags: dict[str, str | None] = {}
+    for t in f["tag"] or []:
+        key, sep, value = t.partition("=")
+        if not key:
+            error("tag", f"{t!r}: expected key=value or key")
+        tags[key] = value if sep else None
+    equals = {n: f[n] for n in RUN_RANGES if f[n] is not None}
+    ranges: dict[str, tuple[Any, Any]] = {}
+    for n in (*RUN_RANGES, *SUMMARY_RANGES):
+        low, high = f[f"{n}_min"], f[f"{n}_max"]
+        if low is not None or high is not None:
+            ranges[n] = (low, high)
+            if low is not None and high is not None and low > high:
+                error(f"{n}_min", f"{n}_min={low} is greater than {n}_max={high}")
+    sort = str(f["sort"])
+    if f["dynamics"] is None:
+        for n in SUMMARY_RANGES:
+            for bound in ("min", "max"):
+                if f[f"{n}_{bound}"] is not None:
+                    error(f"{n}_{bound}", f"{n}_{bound} filters a summary metric: give dynamics= too (e.g. dynamics=gd)")
+        if sort.lstrip("-") in SUMMARY_RANGES:
+            error("sort", f"sort={sort} sorts by a summary metric: give dynamics= too (e.g. dynamics=gd)")
+    if f["cursor"] is not None and f["offset"]:
+        error("offset", "give either cursor or offset, not both")
+    for n in ("created_after", "created_before"):
+        if f[n] is not None and f[n].tzinfo is None:  # a time without a zone is UTC
+            f[n] = f[n].replace(tzinfo=UTC)
+    q = RunQuery(
+        statuses=[s.value for s in f["status"]] if f["status"] else None,
+        sweep_id=f["sweep_id"],
+        name=f["name"],
+        tags=tags,
+        regime=f["regime"],
+        dynamics=f["dynamics"],
+        equals=equals,
+        ranges=ranges,
+        created_after=f["created_after"],
+        created_before=f["created_before"],
+        sort=sort,
+    )
+    return q, errors
