@@ -1,52 +1,65 @@
 """What the service and the workers do to the tables: create and find runs, move a run through its
-statuses, store a result (replacing any earlier copy) and read a trajectory back."""
+statuses, create a sweep with its runs and add up their states, store a result (replacing any earlier
+copy) and read a trajectory back."""
 
 from __future__ import annotations
 
 import math
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import CursorResult, Update, delete, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import CursorResult, Update, case, delete, func, insert, select, update
+from sqlalchemy.orm import Session, selectinload
 
 from dynamics import METRIC_COLUMNS, TRAJECTORY_COLUMNS, SimulationRequest, SimulationResult, regime
-from models.base import RunStatus, utcnow
-from models.tables import Run, RunSummary, TrajectoryPoint
+from models.base import RUN_STATUSES, RunStatus, utcnow
+from models.tables import Run, RunSummary, Sweep, TrajectoryPoint
 
 ACTIVE = (RunStatus.queued.value, RunStatus.running.value)
 #: statuses whose run answers a resubmission of the same request (a failed or cancelled run is retried)
 REUSABLE = (RunStatus.queued.value, RunStatus.running.value, RunStatus.succeeded.value, RunStatus.diverged.value)
+_INSERT_CHUNK = 1000  # runs per bulk INSERT statement
 
 
 # ---- runs ------------------------------------------------------------------------------------------------
 def new_run(request: SimulationRequest, *, sweep_id: uuid.UUID | None = None) -> Run:
     """A queued run for a validated request (not yet added to a session)."""
+    return Run(**run_row(request, sweep_id=sweep_id))
+
+
+def run_row(request: SimulationRequest, *, sweep_id: uuid.UUID | None = None) -> dict[str, Any]:
+    """The column values of a queued run for a validated request (for ``new_run`` and bulk inserts)."""
     assert request.gamma_sigma2 is not None and request.gamma_w is not None
     assert request.sigma2 is not None and request.width is not None
     reg = regime(request.gamma_sigma2, request.gamma_w, request.width, request.rank)
-    return Run(
-        id=uuid.uuid4(),
-        sweep_id=sweep_id,
-        status=RunStatus.queued.value,
-        request=request.normalized(),
-        cache_key=request.cache_key(),
-        d=request.d,
-        rank=request.rank,
-        gamma_sigma2=request.gamma_sigma2,
-        gamma_w=request.gamma_w,
-        sigma2=request.sigma2,
-        width=request.width,
-        dynamics=",".join(request.dynamics),
-        backend_requested=request.backend,
-        regime=reg["regime"],
-        theory_applies=reg["theory_applies"],
-        underparametrised=reg["underparametrised"],
-        progress_total=request.steps,
-        threshold=request.threshold,
-    )
+    return {
+        "id": uuid.uuid4(),
+        "sweep_id": sweep_id,
+        "created_at": utcnow(),
+        "status": RunStatus.queued.value,
+        "attempts": 0,
+        "request": request.normalized(),
+        "cache_key": request.cache_key(),
+        "d": request.d,
+        "rank": request.rank,
+        "gamma_sigma2": request.gamma_sigma2,
+        "gamma_w": request.gamma_w,
+        "sigma2": request.sigma2,
+        "width": request.width,
+        "dynamics": ",".join(request.dynamics),
+        "backend_requested": request.backend,
+        "regime": reg["regime"],
+        "theory_applies": reg["theory_applies"],
+        "underparametrised": reg["underparametrised"],
+        "progress_step": 0,
+        "progress_total": request.steps,
+        "threshold": request.threshold,
+        "has_comparison": False,
+    }
 
 
 def find_reusable_run(session: Session, cache_key: str) -> Run | None:
@@ -109,6 +122,107 @@ def fail_run(session: Session, run_id: uuid.UUID, message: str) -> bool:
         .values(status=RunStatus.failed.value, error=message, finished_at=utcnow())
     )
     return _changed_one(session, stmt)
+
+
+def claim_runs(session: Session, run_ids: Sequence[uuid.UUID]) -> list[Run]:
+    """``claim_run`` for each id (in a fixed order, so two workers lock rows alike); the runs that may run."""
+    claimed = (claim_run(session, run_id) for run_id in sorted(set(run_ids)))
+    return [run for run in claimed if run is not None]
+
+
+def record_batch_progress(session: Session, run_ids: Sequence[uuid.UUID], step: int) -> int:
+    """A batch reached ``step``: each of its runs still running has done min(step, its steps). Returns how
+    many are still running (0: all were cancelled)."""
+    stmt = (
+        update(Run)
+        .where(Run.id.in_(run_ids), Run.status == RunStatus.running.value)
+        .values(progress_step=case((Run.progress_total < step, Run.progress_total), else_=step))
+    )
+    return cast(CursorResult[Any], session.execute(stmt)).rowcount
+
+
+def fail_runs(session: Session, run_ids: Sequence[uuid.UUID], message: str) -> int:
+    """``fail_run`` for many runs at once; how many were failed."""
+    stmt = (
+        update(Run)
+        .where(Run.id.in_(run_ids), Run.status.in_(ACTIVE))
+        .values(status=RunStatus.failed.value, error=message, finished_at=utcnow())
+    )
+    return cast(CursorResult[Any], session.execute(stmt)).rowcount
+
+
+# ---- sweeps ----------------------------------------------------------------------------------------------
+def create_sweep(
+    session: Session,
+    *,
+    name: str | None,
+    base_request: dict[str, Any],
+    axes: dict[str, Any],
+    requests: Sequence[SimulationRequest],
+) -> tuple[Sweep, list[uuid.UUID]]:
+    """Store a sweep and one queued run per grid point (bulk inserts, in the caller's transaction);
+    the sweep and its run ids in the order of ``requests``."""
+    sweep = Sweep(id=uuid.uuid4(), name=name, base_request=base_request, axes=axes, total=len(requests))
+    session.add(sweep)
+    session.flush()
+    rows = [run_row(r, sweep_id=sweep.id) for r in requests]
+    for chunk in range(0, len(rows), _INSERT_CHUNK):
+        session.execute(insert(Run), rows[chunk : chunk + _INSERT_CHUNK])
+    return sweep, [row["id"] for row in rows]
+
+
+@dataclass
+class SweepState:
+    """What a sweep's runs add up to: runs per status, when the first started and the last finished."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RUN_STATUSES, 0))
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def active(self) -> int:
+        return sum(self.counts[s] for s in ACTIVE)
+
+    @property
+    def finished(self) -> int:
+        return sum(self.counts.values()) - self.active
+
+
+def sweep_states(session: Session, sweep_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, SweepState]:
+    """The state of each sweep, from one grouped query over its runs."""
+    states = {sid: SweepState() for sid in sweep_ids}
+    if not states:
+        return states
+    stmt = (
+        select(Run.sweep_id, Run.status, func.count(), func.min(Run.started_at), func.max(Run.finished_at))
+        .where(Run.sweep_id.in_(list(states)))
+        .group_by(Run.sweep_id, Run.status)
+    )
+    for sweep_id, status, count, started, finished in session.execute(stmt):
+        state = states[cast(uuid.UUID, sweep_id)]
+        state.counts[status] = count
+        if started is not None and (state.started_at is None or started < state.started_at):
+            state.started_at = started
+        if finished is not None and (state.finished_at is None or finished > state.finished_at):
+            state.finished_at = finished
+    return states
+
+
+def cancel_sweep(session: Session, sweep_id: uuid.UUID) -> int:
+    """Cancel the sweep's queued and running runs (a running batch stops at its next progress report);
+    finished runs are kept. How many were cancelled."""
+    stmt = (
+        update(Run)
+        .where(Run.sweep_id == sweep_id, Run.status.in_(ACTIVE))
+        .values(status=RunStatus.cancelled.value, finished_at=utcnow())
+    )
+    return cast(CursorResult[Any], session.execute(stmt)).rowcount
+
+
+def sweep_runs(session: Session, sweep_id: uuid.UUID) -> list[Run]:
+    """The sweep's runs with their summaries loaded (two queries)."""
+    stmt = select(Run).where(Run.sweep_id == sweep_id).options(selectinload(Run.summaries))
+    return list(session.scalars(stmt))
 
 
 # ---- results ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""The contract between the service (which enqueues) and the workers (which run): task name, queues, and the
-Celery configuration both build their app from. Only a run id travels through the broker; everything else
+"""The contract between the service (which enqueues) and the workers (which run): task names, queues, and the
+Celery configuration both build their app from. Only run ids travel through the broker; everything else
 is in the database. Pure data: importing this module imports neither Celery nor FastAPI."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import Any
 from models.settings import Settings
 
 SIMULATE_RUN_TASK = "lindyn.simulate_run"
+SIMULATE_BATCH_TASK = "lindyn.simulate_batch_runs"  # a chunk of a sweep's runs, run as one stacked batch
 CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
 QUEUES: tuple[str, ...] = (CPU_QUEUE, GPU_QUEUE)

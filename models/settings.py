@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     max_d: int = Field(default=_DEFAULT_LIMITS.max_d, ge=2)
     dense_memory_bytes: int = Field(default=_DEFAULT_LIMITS.dense_memory_bytes, ge=0)
 
+    # sweeps: how large a grid may be, how many of its points one task runs as a stacked batch
+    max_grid_points: int = Field(default=10_000, ge=1, description="most grid points a sweep may have")
+    sweep_chunk_size: int = Field(
+        default=64, ge=1, description="grid points per worker task (run together as one stacked batch)"
+    )
+
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated API keys (not enforced yet)"
     )
@@ -88,6 +94,8 @@ class Settings(BaseSettings):
             "LINDYN_MAX_STEPS": str(self.max_steps),
             "LINDYN_MAX_D": str(self.max_d),
             "LINDYN_DENSE_MEMORY_BYTES": str(self.dense_memory_bytes),
+            "LINDYN_MAX_GRID_POINTS": str(self.max_grid_points),
+            "LINDYN_SWEEP_CHUNK_SIZE": str(self.sweep_chunk_size),
         }
 
 

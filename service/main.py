@@ -14,7 +14,7 @@ from sqlalchemy.orm import sessionmaker
 
 from models import Settings, get_settings, make_engine
 from service.queue import RunQueue
-from service.routers import meta, runs
+from service.routers import meta, runs, sweeps
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="lindyn",
         version=v,
         description="Training dynamics of two-layer linear networks (Tu, Aranguri, Jacot, NeurIPS 2024): "
-        "submit simulations, follow them, fetch their trajectories.",
+        "submit simulations and parameter-grid sweeps, follow them, fetch their trajectories and tables.",
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(meta.router)
     app.include_router(runs.router)
+    app.include_router(sweeps.router)
     return app
 
 

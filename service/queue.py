@@ -1,11 +1,14 @@
-"""The service's side of the job queue: a Celery producer that sends a run id to the right queue."""
+"""The service's side of the job queue: a Celery producer that sends run ids to the right queue."""
 
 from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
 
 from celery import Celery
 
 from models import Run, Settings
-from models.jobs import SIMULATE_RUN_TASK, celery_config, ensure_broker_folders, queue_for
+from models.jobs import SIMULATE_BATCH_TASK, SIMULATE_RUN_TASK, celery_config, ensure_broker_folders, queue_for
 
 
 class RunQueue:
@@ -16,11 +19,18 @@ class RunQueue:
 
     def enqueue(self, run: Run) -> None:
         """Send the run's id (only its id: the request is in the database) to its queue."""
+        self._send(SIMULATE_RUN_TASK, str(run.id), backend=run.backend_requested)
+
+    def enqueue_batch(self, run_ids: Sequence[uuid.UUID], backend: str) -> None:
+        """Send the ids of runs that one task runs as one stacked batch (one batch key, one backend)."""
+        self._send(SIMULATE_BATCH_TASK, [str(r) for r in run_ids], backend=backend)
+
+    def _send(self, task: str, arg: object, *, backend: str) -> None:
         ensure_broker_folders(self.settings)
         self.celery.send_task(
-            SIMULATE_RUN_TASK,
-            args=[str(run.id)],
-            queue=queue_for(run.backend_requested),
+            task,
+            args=[arg],
+            queue=queue_for(backend),
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
         )

@@ -24,7 +24,7 @@ POSTGRES_URL = os.environ.get("LINDYN_TEST_POSTGRES_URL", "postgresql+psycopg://
 REDIS_URL = os.environ.get("LINDYN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 #: Redis database numbers, one per test module that uses Redis, so modules never share queues
-REDIS_DB = {"service": 11, "workers": 12, "e2e": 13}
+REDIS_DB = {"service": 11, "workers": 12, "e2e": 13, "e2e_sweeps": 14}
 
 
 def unavailable(what: str, exc: BaseException) -> None:

@@ -1,16 +1,28 @@
-"""The task: run one stored request and write its result. Only the run id comes through the broker."""
+"""The tasks: run one stored request (``simulate_run``), or a chunk of a sweep's runs as one stacked batch
+(``simulate_batch_runs``), and write each run's result. Only run ids come through the broker."""
 
 from __future__ import annotations
 
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from dynamics import SimulationRequest, simulate
+from sqlalchemy.orm import Session, sessionmaker
+
+from dynamics import SimulationRequest, SimulationResult, simulate, simulate_batch
 from models import Settings, get_sessionmaker, get_settings, session_scope
-from models.crud import claim_run, fail_run, record_progress, store_result
-from models.jobs import SIMULATE_RUN_TASK
+from models.crud import (
+    claim_run,
+    claim_runs,
+    fail_run,
+    fail_runs,
+    record_batch_progress,
+    record_progress,
+    store_result,
+)
+from models.jobs import SIMULATE_BATCH_TASK, SIMULATE_RUN_TASK
 from workers.celery_app import celery_app
 
 log = logging.getLogger(__name__)
@@ -37,10 +49,41 @@ class ProgressWriter:
             return
         self.last = now
         self.writes += 1
-        with session_scope(self.factory) as session:
-            still_running = record_progress(session, self.run_id, step, total)
-        if not still_running:
+        if not self.write(step, total):
             raise RunCancelled(str(self.run_id))
+
+    def write(self, step: int, total: int) -> bool:
+        """Write the progress; False when the run is no longer running."""
+        with session_scope(self.factory) as session:
+            return record_progress(session, self.run_id, step, total)
+
+
+class BatchProgressWriter(ProgressWriter):
+    """The progress callback of a batch: ``simulate_batch`` counts point-steps (each point counts up to its
+    own steps); from that count, the step the batch reached, written to each of its runs still running. The
+    batch stops when none is (all cancelled); a run cancelled alone is skipped when the results are written."""
+
+    def __init__(self, settings: Settings, run_ids: Sequence[uuid.UUID], steps: Sequence[int]) -> None:
+        super().__init__(settings, run_ids[0])
+        self.run_ids = list(run_ids)
+        self.steps = list(steps)
+
+    def write(self, step: int, total: int) -> bool:
+        with session_scope(self.factory) as session:
+            return record_batch_progress(session, self.run_ids, batch_step(step, self.steps)) > 0
+
+
+def batch_step(done: int, steps: Sequence[int]) -> int:
+    """The smallest i with sum(min(s, i) for s in steps) >= done: the step a batch of points with these
+    step limits reached after ``done`` point-steps."""
+    lo, hi = 0, max(steps, default=0)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sum(min(s, mid) for s in steps) >= done:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def load_request(stored: dict[str, Any], settings: Settings) -> SimulationRequest:
@@ -70,6 +113,12 @@ def execute_run(run_id: uuid.UUID, settings: Settings | None = None) -> str:
         with session_scope(factory) as session:
             fail_run(session, run_id, f"{type(exc).__name__}: {exc}")
         return "failed"
+    return write_result(factory, run_id, result)
+
+
+def write_result(factory: sessionmaker[Session], run_id: uuid.UUID, result: SimulationResult) -> str:
+    """Store one run's result in a transaction of its own; its final status, ``cancelled`` when it was
+    cancelled meanwhile (nothing written), ``failed`` when writing failed (the run says why)."""
     try:
         with session_scope(factory) as session:
             status = store_result(session, run_id, result)
@@ -81,6 +130,49 @@ def execute_run(run_id: uuid.UUID, settings: Settings | None = None) -> str:
     return status.value if status is not None else "cancelled"
 
 
+def execute_batch(run_ids: Sequence[uuid.UUID], settings: Settings | None = None) -> dict[str, str]:
+    """Claim the runs, simulate those that may run as one ``simulate_batch``, store each result as
+    ``execute_run`` does; each run's final status (``skipped`` for a run that was not queued or running)."""
+    settings = settings or get_settings()
+    factory = get_sessionmaker(settings.db_url, settings.sqlite_busy_timeout_ms)
+    outcome = {str(run_id): "skipped" for run_id in run_ids}
+    with session_scope(factory) as session:
+        claimed = [(run.id, dict(run.request)) for run in claim_runs(session, run_ids)]
+    requests: dict[uuid.UUID, SimulationRequest] = {}
+    for run_id, stored in claimed:
+        try:
+            requests[run_id] = load_request(stored, settings)
+        except Exception as exc:
+            log.exception("run %s failed", run_id)
+            with session_scope(factory) as session:
+                fail_run(session, run_id, f"{type(exc).__name__}: {exc}")
+            outcome[str(run_id)] = "failed"
+    if not requests:
+        return outcome
+    ids = list(requests)
+    progress = BatchProgressWriter(settings, ids, [r.steps for r in requests.values()])
+    try:
+        results = simulate_batch(list(requests.values()), progress=progress)
+    except RunCancelled:
+        log.info("batch of %d runs was cancelled while running", len(ids))
+        outcome.update({str(run_id): "cancelled" for run_id in ids})
+        return outcome
+    except Exception as exc:
+        log.exception("batch of %d runs failed", len(ids))
+        with session_scope(factory) as session:
+            fail_runs(session, ids, f"{type(exc).__name__}: {exc}")
+        outcome.update({str(run_id): "failed" for run_id in ids})
+        return outcome
+    for run_id, result in zip(ids, results, strict=True):
+        outcome[str(run_id)] = write_result(factory, run_id, result)
+    return outcome
+
+
 @celery_app.task(name=SIMULATE_RUN_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def simulate_run(run_id: str) -> str:
     return execute_run(uuid.UUID(run_id))
+
+
+@celery_app.task(name=SIMULATE_BATCH_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def simulate_batch_runs(run_ids: list[str]) -> dict[str, str]:
+    return execute_batch([uuid.UUID(r) for r in run_ids])

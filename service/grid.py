@@ -1,0 +1,196 @@
+"""Sweeps' grids: expand the axes into validated requests, group them into worker tasks, and lay the
+finished runs out as a table (one row per grid point)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, get_args, get_origin
+
+import numpy as np
+import pyarrow as pa
+from pydantic import ValidationError
+
+from dynamics import DYNAMICS, Limits, SimulationRequest
+from dynamics.request import error_details
+from dynamics.simulate import batch_key
+from models import Run
+from service.schemas.runs import Summary, finite_or_none
+from service.schemas.sweeps import AxisSpec, SweepCreate
+
+
+def _numeric_type(annotation: Any) -> type | None:
+    """int or float when the annotation is one of them (optional or annotated), else None."""
+    for arg in get_args(annotation) or (annotation,):
+        if get_origin(arg) is Annotated:
+            arg = get_args(arg)[0]
+        if arg is int or arg is float:
+            return arg
+    return None
+
+
+#: every numeric request field may be an axis: its name and type
+AXIS_FIELDS: dict[str, type] = {
+    name: t
+    for name, f in SimulationRequest.model_fields.items()
+    if (t := _numeric_type(f.annotation)) is not None
+}
+#: the two forms of one quantity: an axis on one removes the other from the base
+OTHER_FORM = {"gamma_sigma2": "sigma2", "sigma2": "gamma_sigma2", "gamma_w": "width", "width": "gamma_w"}
+#: bad grid points reported in one 422
+MAX_REPORTED_POINTS = 10
+
+
+class GridError(Exception):
+    """The sweep cannot be run as submitted; ``details`` are 422 entries (loc, field, msg, type)."""
+
+    def __init__(self, details: list[dict[str, Any]]) -> None:
+        super().__init__("; ".join(d["msg"] for d in details))
+        self.details = details
+
+
+@dataclass
+class Grid:
+    """The validated grid: each axis's values (as the requests hold them), and one request per point in
+    grid order (the last axis varies fastest)."""
+
+    axes: dict[str, list[Any]]
+    requests: list[SimulationRequest]
+
+
+def axis_values(spec: AxisSpec) -> list[Any]:
+    if spec.values is not None:
+        return list(spec.values)
+    assert spec.linspace is not None
+    start, stop, n = spec.linspace
+    return [float(v) for v in np.linspace(start, stop, n)]
+
+
+def expand(body: SweepCreate, limits: Limits, max_points: int) -> Grid:
+    """Every grid point as a validated request; GridError (nothing to store) when an axis is not a numeric
+    request field, the grid is larger than ``max_points``, or any point is invalid (each named)."""
+    _check_axes(body, max_points)
+    names = list(body.axes)
+    values = [axis_values(body.axes[a]) for a in names]
+    base = {k: v for k, v in body.base.items() if k not in body.axes and OTHER_FORM.get(k) not in body.axes}
+    requests: list[SimulationRequest] = []
+    errors: list[dict[str, Any]] = []
+    bad_points = 0
+    canonical: list[list[Any]] = [list(v) for v in values]
+    for index in itertools.product(*(range(len(v)) for v in values)):
+        point = {a: values[j][i] for j, (a, i) in enumerate(zip(names, index, strict=True))}
+        try:
+            request = SimulationRequest.model_validate({**base, **point}, context={"limits": limits})
+        except ValidationError as exc:
+            bad_points += 1
+            errors.extend(_point_errors(exc, point, names))
+            if bad_points >= MAX_REPORTED_POINTS:
+                break
+            continue
+        for j, (a, i) in enumerate(zip(names, index, strict=True)):
+            canonical[j][i] = getattr(request, a)  # e.g. 12.0 given for d is 12
+        requests.append(request)
+    if errors:
+        raise GridError(errors)
+    for a, vals in zip(names, canonical, strict=True):
+        seen = set()
+        for v in vals:
+            if v in seen:
+                raise GridError([_error(["body", "axes", a], a, f"axis {a} has the value {v} twice")])
+            seen.add(v)
+    return Grid(axes=dict(zip(names, canonical, strict=True)), requests=requests)
+
+
+def _check_axes(body: SweepCreate, max_points: int) -> None:
+    errors = []
+    for a in body.axes:
+        if a not in AXIS_FIELDS:
+            errors.append(_error(["body", "axes", a], a, f"{a} is not a numeric request field; an axis is one of "
+                                 f"{', '.join(AXIS_FIELDS)}"))
+        elif OTHER_FORM.get(a) in body.axes and a < OTHER_FORM[a]:
+            errors.append(_error(["body", "axes", a], a, f"axes {a} and {OTHER_FORM[a]} give the same quantity "
+                                 "twice: give one of them"))
+    if errors:
+        raise GridError(errors)
+    size = math.prod(spec.size for spec in body.axes.values())
+    if size > max_points:
+        shape = " x ".join(str(spec.size) for spec in body.axes.values())
+        raise GridError([_error(["body", "axes"], "axes", f"the grid has {size} points ({shape}), over the limit "
+                                f"of {max_points}")])
+
+
+def _point_errors(exc: ValidationError, point: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
+    where = ", ".join(f"{a} = {v}" for a, v in point.items())
+    out = []
+    for e in error_details(exc):
+        field = e["field"]
+        loc = ["body", "axes", field] if field in names else ["body", "base", *e["loc"]]
+        out.append({**_error(loc, field, f"grid point {where}: {e['msg']}", e["type"]), "point": point})
+    return out
+
+
+def _error(loc: list[Any], field: str | None, msg: str, type_: str | None = "value_error") -> dict[str, Any]:
+    return {"loc": loc, "field": field, "msg": msg, "type": type_}
+
+
+# ---- fan-out ---------------------------------------------------------------------------------------------
+def chunks(
+    run_ids: Sequence[uuid.UUID], requests: Sequence[SimulationRequest], size: int
+) -> list[tuple[str, list[uuid.UUID]]]:
+    """The runs grouped by ``batch_key`` (grid order kept within a group), each group cut into chunks of
+    at most ``size``: one worker task each, with the backend its queue is chosen by."""
+    groups: dict[tuple[Any, ...], list[uuid.UUID]] = {}
+    backends: dict[tuple[Any, ...], str] = {}
+    for run_id, request in zip(run_ids, requests, strict=True):
+        key = batch_key(request)
+        groups.setdefault(key, []).append(run_id)
+        backends[key] = request.backend
+    return [
+        (backends[key], ids[start : start + size])
+        for key, ids in groups.items()
+        for start in range(0, len(ids), size)
+    ]
+
+
+# ---- the table -------------------------------------------------------------------------------------------
+_ARROW = {int: pa.int64(), float: pa.float64()}
+#: the summary metrics (dynamics.Summary, as /v1/runs serves them) and their Parquet types
+_SUMMARY_TYPES: dict[str, pa.DataType] = {
+    name: _ARROW.get(_numeric_type(f.annotation), pa.string())  # type: ignore[arg-type]
+    for name, f in Summary.model_fields.items()
+}
+
+
+def table(axes: dict[str, list[Any]], runs: Sequence[Run]) -> tuple[dict[str, list[Any]], dict[str, pa.DataType]]:
+    """One row per grid point, in grid order: the axes' values, run id and status, ``<dynamics>.<metric>``
+    for every summary metric of every dynamics (null until the run finished), and ``log_max_distance``
+    where GD and self-consistent both ran. Returns the columns and their Parquet types."""
+    names = list(axes)
+    position = {tuple(vals): i for i, vals in enumerate(itertools.product(*axes.values()))}
+    ordered = sorted(runs, key=lambda r: position.get(tuple(r.request.get(a) for a in names), len(position)))
+    ran = {name for r in runs for name in r.dynamics_list}
+    dynamics = [name for name in DYNAMICS if name in ran]
+    compare = "gd" in ran and "self_consistent" in ran
+    types: dict[str, pa.DataType] = {a: _ARROW[AXIS_FIELDS[a]] for a in names}
+    types.update(run_id=pa.string(), status=pa.string())
+    for name in dynamics:
+        types.update({f"{name}.{metric}": t for metric, t in _SUMMARY_TYPES.items()})
+    if compare:
+        types["log_max_distance"] = pa.float64()
+    columns: dict[str, list[Any]] = {c: [] for c in types}
+    for run in ordered:
+        for a in names:
+            columns[a].append(run.request.get(a))
+        columns["run_id"].append(str(run.id))
+        columns["status"].append(run.status)
+        summaries = {s.dynamics: s for s in run.summaries}
+        for name in dynamics:
+            s = summaries.get(name)
+            for metric in _SUMMARY_TYPES:
+                columns[f"{name}.{metric}"].append(finite_or_none(getattr(s, metric)) if s is not None else None)
+        if compare:
+            columns["log_max_distance"].append(finite_or_none(run.log_max_distance) if run.has_comparison else None)
+    return columns, types

@@ -1,0 +1,137 @@
+"""/v1/sweeps: submit a grid of runs, follow it, list sweeps, cancel one, fetch its table."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from sqlalchemy import func, select
+
+from models import Sweep
+from models.crud import cancel_sweep, create_sweep, fail_runs, sweep_runs, sweep_states
+from service.deps import QueueDep, SessionDep, SettingsDep
+from service.exports import ExportFormat, columns_response
+from service.grid import Grid, GridError, chunks, expand, table
+from service.schemas.sweeps import SweepBrief, SweepCreate, SweepCreated, SweepPage, SweepRead
+
+router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
+
+MAX_PAGE = 500
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no sweep with this id"}}
+
+
+def sweep_grid(body: SweepCreate, settings: SettingsDep) -> tuple[SweepCreate, Grid]:
+    """The body and its grid, every point validated with the configured limits; 422 naming each bad point."""
+    try:
+        return body, expand(body, settings.limits, settings.max_grid_points)
+    except GridError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.details) from exc
+
+
+def sweep_or_404(sweep_id: str, session: SessionDep) -> Sweep:
+    try:
+        key = uuid.UUID(sweep_id)
+    except ValueError:
+        key = None
+    sweep = session.get(Sweep, key) if key is not None else None
+    if sweep is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"sweep {sweep_id} not found")
+    return sweep
+
+
+SweepDep = Annotated[Sweep, Depends(sweep_or_404)]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SweepCreated,
+    responses={
+        422: {"description": "invalid sweep: an unknown axis, a grid over the limit, or bad grid points (named)"},
+        503: {"description": "the job queue is unreachable"},
+    },
+)
+def submit_sweep(
+    submitted: Annotated[tuple[SweepCreate, Grid], Depends(sweep_grid)],
+    session: SessionDep,
+    settings: SettingsDep,
+    queue: QueueDep,
+    response: Response,
+) -> SweepCreated:
+    """Store the sweep and one queued run per grid point, and send the runs to the workers in chunks, each
+    run as one stacked batch (202 with its Location)."""
+    body, grid = submitted
+    sweep, run_ids = create_sweep(
+        session, name=body.name, base_request=body.base, axes=grid.axes, requests=grid.requests
+    )
+    session.commit()
+    tasks = chunks(run_ids, grid.requests, body.chunk_size or settings.sweep_chunk_size)
+    for sent, (backend, ids) in enumerate(tasks):
+        try:
+            queue.enqueue_batch(ids, backend)
+        except Exception as exc:  # the broker is down: the runs not sent can never start
+            unsent = [run_id for _, chunk in tasks[sent:] for run_id in chunk]
+            fail_runs(session, unsent, f"could not enqueue: {type(exc).__name__}: {exc}")
+            session.commit()
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"job queue unreachable: {exc}") from exc
+    response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
+    return SweepCreated(id=sweep.id, total=sweep.total, tasks=len(tasks))
+
+
+@router.get("", response_model=SweepPage)
+def list_sweeps(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> SweepPage:
+    """Sweeps, newest first, a page at a time."""
+    total = session.scalar(select(func.count()).select_from(Sweep)) or 0
+    sweeps = list(
+        session.scalars(select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit).offset(offset))
+    )
+    states = sweep_states(session, [s.id for s in sweeps])
+    return SweepPage(items=[SweepBrief.of(s, states[s.id]) for s in sweeps], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{sweep_id}", response_model=SweepRead, responses=_NOT_FOUND)
+def read_sweep(sweep: SweepDep, session: SessionDep) -> SweepRead:
+    """Status, total, runs per status, progress and timings of a sweep."""
+    return SweepRead.of(sweep, sweep_states(session, [sweep.id])[sweep.id])
+
+
+@router.post(
+    "/{sweep_id}/cancel",
+    response_model=SweepRead,
+    responses={**_NOT_FOUND, 409: {"description": "every run of the sweep already finished"}},
+)
+def cancel(sweep: SweepDep, session: SessionDep) -> SweepRead:
+    """Cancel the sweep's queued and running runs (a running batch stops at its next progress report);
+    the finished runs are kept."""
+    if not cancel_sweep(session, sweep.id):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"sweep {sweep.id} has no queued or running runs")
+    session.commit()
+    return SweepRead.of(sweep, sweep_states(session, [sweep.id])[sweep.id])
+
+
+@router.get(
+    "/{sweep_id}/table",
+    responses={
+        **_NOT_FOUND,
+        200: {
+            "description": "one row per grid point: the axes' values, run_id, status, <dynamics>.<metric> for "
+            "every summary metric, and log_max_distance when GD and self-consistent both ran; JSON (one list "
+            "per column), CSV or Parquet",
+            "content": {"application/json": {}, "text/csv": {}, "application/vnd.apache.parquet": {}},
+        },
+        422: {"description": "an unknown format"},
+    },
+)
+def read_table(
+    sweep: SweepDep,
+    session: SessionDep,
+    format: Annotated[ExportFormat, Query(description="json (columnar), csv or parquet")] = "json",  # noqa: A002
+) -> Response:
+    """The sweep's results, one row per grid point in grid order (null where a run has not finished)."""
+    columns, types = table(sweep.axes, sweep_runs(session, sweep.id))
+    return columns_response(columns, format, filename=f"sweep-{sweep.id}", types=types)

@@ -1,0 +1,149 @@
+"""Request and response bodies of /v1/sweeps."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+
+from dynamics.request import FiniteFloat
+from models import Sweep
+from models.crud import SweepState
+
+#: queued: no run started; running: some runs queued or running; finished: every run finished (see the
+#: counts for how); cancelled: the sweep was cancelled (what had finished is kept)
+SweepStatus = Literal["queued", "running", "finished", "cancelled"]
+AxisValue = StrictInt | FiniteFloat
+
+
+class AxisSpec(BaseModel):
+    """The values of one axis: listed, or evenly spaced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    values: list[AxisValue] | None = Field(None, min_length=1, description="the values, in this order")
+    linspace: tuple[FiniteFloat, FiniteFloat, Annotated[int, Field(ge=1)]] | None = Field(
+        None, description="[start, stop, n]: n evenly spaced values from start to stop, both included"
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> AxisSpec:
+        if (self.values is None) == (self.linspace is None):
+            raise ValueError("give either values or linspace")
+        return self
+
+    @property
+    def size(self) -> int:
+        """How many values, without listing them."""
+        if self.values is not None:
+            return len(self.values)
+        assert self.linspace is not None
+        return self.linspace[2]
+
+
+class SweepCreate(BaseModel):
+    """A grid of runs: the base request, and one to three axes, each a numeric request field and its values.
+
+    Every grid point is the base request with the axes' values at that point (an axis on gamma_w replaces
+    width in the base and vice versa; likewise gamma_sigma2 and sigma2)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "figure 2, small",
+                    "base": {"d": 50, "rank": 5, "steps": 2000, "stopping": "paper",
+                             "dynamics": ["gd", "self_consistent"]},
+                    "axes": {"gamma_sigma2": {"linspace": [-2.2, -0.8, 8]}, "gamma_w": {"values": [1.75, 2.0, 2.25]}},
+                }
+            ]
+        },
+    )
+
+    base: dict[str, Any] = Field(description="request fields shared by every grid point (see POST /v1/runs)")
+    axes: dict[str, AxisSpec] = Field(
+        min_length=1, max_length=3, description="one to three numeric request fields and their values"
+    )
+    name: str | None = Field(None, max_length=200)
+    chunk_size: int | None = Field(
+        None, ge=1, description="grid points per worker task, run as one stacked batch (default: the server's)"
+    )
+
+
+class SweepCreated(BaseModel):
+    id: uuid.UUID
+    total: int = Field(description="grid points, each a run of its own")
+    tasks: int = Field(description="worker tasks the runs were sent in")
+
+
+class SweepProgress(BaseModel):
+    finished: int = Field(description="runs finished (succeeded, diverged, failed or cancelled)")
+    total: int
+    fraction: float
+
+
+class SweepBrief(BaseModel):
+    """A sweep in a list: identity, status, counts per run status, progress and timings."""
+
+    id: uuid.UUID
+    name: str | None
+    status: SweepStatus
+    total: int
+    counts: dict[str, int] = Field(description="runs per status")
+    progress: SweepProgress
+    axes: dict[str, list[AxisValue]] = Field(description="each axis and its values, in grid order")
+    created_at: datetime
+    started_at: datetime | None = Field(description="when the first of its runs started")
+    finished_at: datetime | None = Field(description="when the last of its runs finished (once all have)")
+    wall_s: float | None = Field(description="seconds from submission to the last result (once all finished)")
+
+    @classmethod
+    def of(cls, sweep: Sweep, state: SweepState) -> SweepBrief:
+        return cls(**_brief_fields(sweep, state))
+
+
+class SweepRead(SweepBrief):
+    """A sweep in full: also the base request it was submitted with."""
+
+    base: dict[str, Any]
+
+    @classmethod
+    def of(cls, sweep: Sweep, state: SweepState) -> SweepRead:
+        return cls(**_brief_fields(sweep, state), base=sweep.base_request)
+
+
+def sweep_status(state: SweepState) -> SweepStatus:
+    if state.active:
+        return "queued" if state.active == sum(state.counts.values()) and not state.counts["running"] else "running"
+    return "cancelled" if state.counts["cancelled"] else "finished"
+
+
+def _brief_fields(sweep: Sweep, state: SweepState) -> dict[str, Any]:
+    done = state.active == 0
+    finished_at = state.finished_at if done else None
+    total = sweep.total
+    return {
+        "id": sweep.id,
+        "name": sweep.name,
+        "status": sweep_status(state),
+        "total": total,
+        "counts": state.counts,
+        "progress": SweepProgress(
+            finished=state.finished, total=total, fraction=state.finished / total if total else 1.0
+        ),
+        "axes": sweep.axes,
+        "created_at": sweep.created_at,
+        "started_at": state.started_at,
+        "finished_at": finished_at,
+        "wall_s": (finished_at - sweep.created_at).total_seconds() if finished_at is not None else None,
+    }
+
+
+class SweepPage(BaseModel):
+    items: list[SweepBrief]
+    total: int
+    limit: int
+    offset: int
