@@ -79,6 +79,7 @@ def expand(body: SweepCreate, limits: Limits, max_points: int) -> Grid:
     requests: list[SimulationRequest] = []
     errors: list[dict[str, Any]] = []
     bad_points = 0
+    base_errors: set[tuple[str, str]] = set()  # a fault of the base is reported at its first point only
     canonical: list[list[Any]] = [list(v) for v in values]
     for index in itertools.product(*(range(len(v)) for v in values)):
         point = {a: values[j][i] for j, (a, i) in enumerate(zip(names, index, strict=True))}
@@ -86,7 +87,11 @@ def expand(body: SweepCreate, limits: Limits, max_points: int) -> Grid:
             request = SimulationRequest.model_validate({**base, **point}, context={"limits": limits})
         except ValidationError as exc:
             bad_points += 1
-            errors.extend(_point_errors(exc, point, names))
+            for error in _point_errors(exc, point, names):
+                key = (repr(error["loc"]), error["reason"])
+                if error["loc"][1] == "axes" or key not in base_errors:
+                    base_errors.add(key)
+                    errors.append({k: v for k, v in error.items() if k != "reason"})
             if bad_points >= MAX_REPORTED_POINTS:
                 break
             continue
@@ -128,7 +133,8 @@ def _point_errors(exc: ValidationError, point: dict[str, Any], names: list[str])
     for e in error_details(exc):
         field = e["field"]
         loc = ["body", "axes", field] if field in names else ["body", "base", *e["loc"]]
-        out.append({**_error(loc, field, f"grid point {where}: {e['msg']}", e["type"]), "point": point})
+        out.append({**_error(loc, field, f"grid point {where}: {e['msg']}", e["type"]), "point": point,
+                    "reason": e["msg"]})
     return out
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic_core import PydanticCustomError
 
 from dynamics.request import FiniteFloat
 from models import Sweep
@@ -31,7 +32,7 @@ class AxisSpec(BaseModel):
     @model_validator(mode="after")
     def _one_form(self) -> AxisSpec:
         if (self.values is None) == (self.linspace is None):
-            raise ValueError("give either values or linspace")
+            raise PydanticCustomError("axis_spec", "give either values or linspace")
         return self
 
     @property

@@ -139,9 +139,24 @@ def test_a_bad_point_is_named_and_nothing_is_stored(client: TestClient) -> None:
 
 
 def test_bad_points_reported_are_bounded(client: TestClient) -> None:
+    r = client.post("/v1/sweeps", json={"base": {**BASE, "gamma_w": 2.0, "gamma_sigma2": -1.5},
+                                        "axes": {"rank": {"linspace": [13, 112, 100]}}})
+    assert r.status_code == 422 and len(r.json()["detail"]) == 10
+    assert [e["point"]["rank"] for e in r.json()["detail"]] == list(range(13, 23))
+    _nothing_stored(client)
+
+
+def test_a_fault_of_the_base_is_reported_once(client: TestClient) -> None:
     r = client.post("/v1/sweeps", json={"base": {**BASE, "gamma_w": 2.0, "gamma_sigma2": -1.5, "rank": 50},
                                         "axes": {"seed": {"linspace": [0, 99, 100]}}})
-    assert r.status_code == 422 and len(r.json()["detail"]) == 10
+    assert r.status_code == 422
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["body", "base", "rank"] and error["point"] == {"seed": 0.0}
+    assert error["msg"] == "grid point seed = 0.0: rank = 50 must be between 1 and d = 12"
+    r = client.post("/v1/sweeps", json={"base": {k: v for k, v in BASE.items() if k != "steps"},
+                                        "axes": {"rank": {"values": [2, 3]}}})
+    (error,) = r.json()["detail"]  # the same fault at both points: once
+    assert error["field"] == "gamma_sigma2" and "give either gamma_sigma2 or sigma2" in error["msg"]
     _nothing_stored(client)
 
 
@@ -198,6 +213,12 @@ def test_bad_axis_specs(client: TestClient, axes: dict, loc: list[str], words: s
     _nothing_stored(client)
 
 
+def test_an_axis_spec_error_reads_plainly(client: TestClient) -> None:
+    r = client.post("/v1/sweeps", json={**SWEEP, "axes": {"gamma_w": {}}})
+    assert r.json()["detail"] == [{"loc": ["body", "axes", "gamma_w"], "field": "gamma_w",
+                                   "msg": "give either values or linspace", "type": "axis_spec"}]
+
+
 def test_body_that_is_not_a_sweep(client: TestClient) -> None:
     for body in ({"axes": AXES}, {**SWEEP, "extra": 1}, {**SWEEP, "base": [1]}, {**SWEEP, "name": "x" * 201}):
         r = client.post("/v1/sweeps", json=body)
@@ -249,6 +270,7 @@ def test_the_table_after_the_batches_ran(client: TestClient, embedded_settings: 
         for name, summary in expected.summaries.items():
             for metric, value in summary.as_dict().items():
                 assert table[f"{name}.{metric}"][i] == close(value), (g, w, name, metric)
+        assert expected.comparison is not None
         assert table["log_max_distance"][i] == close(expected.comparison.log_max_distance)
         run = client.get(f"/v1/runs/{table['run_id'][i]}").json()
         assert run["summaries"]["gd"]["min_test_error"] == table["gd.min_test_error"][i]

@@ -8,6 +8,8 @@ import uuid
 import pytest
 
 from dynamics import SimulationRequest, simulate
+from sqlalchemy.orm import Session
+
 from models import Run, Settings, get_sessionmaker, session_scope
 from models.crud import cancel_run, claim_runs, new_run, trajectory_columns
 from models.jobs import SIMULATE_BATCH_TASK
@@ -15,8 +17,8 @@ from workers.celery_app import celery_app
 from workers.tasks import BatchProgressWriter, RunCancelled, batch_step, execute_batch, simulate_batch_runs
 
 POINTS = [
-    SimulationRequest(d=12, rank=3, gamma_sigma2=g, gamma_w=w, seed=s, steps=st, stopping="paper",
-                      dynamics=["gd", "self_consistent"])
+    SimulationRequest.model_validate({"d": 12, "rank": 3, "gamma_sigma2": g, "gamma_w": w, "seed": s, "steps": st,
+                                      "stopping": "paper", "dynamics": ["gd", "self_consistent"]})
     for g, w, s, st in [(-1.8, 2.0, 0, 40), (-1.2, 2.2, 1, 30), (-1.5, 1.9, 2, 40), (-2.0, 2.1, 3, 25)]
 ]
 
@@ -33,10 +35,15 @@ def _queued(settings: Settings, requests: list[SimulationRequest]) -> list[uuid.
     return [r.id for r in runs]
 
 
+def _get(session: Session, run_id: uuid.UUID) -> Run:
+    run = session.get(Run, run_id)
+    assert run is not None
+    return run
+
+
 def _run(settings: Settings, run_id: uuid.UUID) -> Run:
     with get_sessionmaker(settings.db_url)() as s:
-        run = s.get(Run, run_id)
-        assert run is not None
+        run = _get(s, run_id)
         _ = run.summaries
         return run
 
@@ -55,9 +62,10 @@ def test_each_run_stores_what_dynamics_returns_for_it_alone(settings: Settings) 
             want = expected.summaries[summary.dynamics]
             assert summary.steps_run == want.steps_run and summary.stop_reason == want.stop_reason
             assert summary.min_test_error == pytest.approx(want.min_test_error, rel=1e-9)
+        assert expected.comparison is not None
         assert run.log_max_distance == pytest.approx(expected.comparison.log_max_distance, rel=1e-9)
         with get_sessionmaker(settings.db_url)() as s:
-            got = trajectory_columns(s, s.get(Run, run_id))
+            got = trajectory_columns(s, _get(s, run_id))
         want_cols = expected.trajectory_columns()
         assert got["step"] == want_cols["step"] and got["dynamics"] == want_cols["dynamics"]
         assert got["test_error"] == pytest.approx(want_cols["test_error"], rel=1e-9)
@@ -68,8 +76,8 @@ def test_each_run_stores_what_dynamics_returns_for_it_alone(settings: Settings) 
 def test_cancelled_and_invalid_runs_are_left_out(settings: Settings) -> None:
     ids = _queued(settings, POINTS[:3])
     with session_scope(get_sessionmaker(settings.db_url)) as s:
-        cancel_run(s, s.get(Run, ids[0]))
-        s.get(Run, ids[1]).request = {**POINTS[1].normalized(), "rank": 99}  # no longer valid
+        cancel_run(s, _get(s, ids[0]))
+        _get(s, ids[1]).request = {**POINTS[1].normalized(), "rank": 99}  # no longer valid
     outcome = execute_batch(ids, settings)
     assert outcome == {str(ids[0]): "skipped", str(ids[1]): "failed", str(ids[2]): "succeeded"}
     assert "rank" in (_run(settings, ids[1]).error or "")
@@ -85,11 +93,11 @@ def test_progress_of_a_batch_and_cancelling_it(settings: Settings) -> None:
     progress(35 + 30, 70)  # step 35: the first run at 35, the second done
     assert [_run(settings, i).progress_step for i in ids] == [35, 30]
     with session_scope(factory) as s:
-        cancel_run(s, s.get(Run, ids[1]))
+        cancel_run(s, _get(s, ids[1]))
     progress(36 + 30, 70)  # one still running: the batch goes on
     assert _run(settings, ids[0]).progress_step == 36 and _run(settings, ids[1]).progress_step == 30
     with session_scope(factory) as s:
-        cancel_run(s, s.get(Run, ids[0]))
+        cancel_run(s, _get(s, ids[0]))
     with pytest.raises(RunCancelled):  # none running: the batch stops
         progress(37 + 30, 70)
 
@@ -97,12 +105,12 @@ def test_progress_of_a_batch_and_cancelling_it(settings: Settings) -> None:
 def test_a_run_cancelled_during_the_batch_keeps_no_result(settings: Settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     ids = _queued(settings, POINTS[:2])
     factory = get_sessionmaker(settings.db_url)
-    calls = []
+    calls: list[int] = []
 
     def cancel_first(self: BatchProgressWriter, step: int, total: int) -> bool:
         if not calls:
             with session_scope(factory) as s:
-                cancel_run(s, s.get(Run, ids[0]))
+                cancel_run(s, _get(s, ids[0]))
         calls.append(step)
         return original(self, step, total)
 
