@@ -8,11 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from sqlalchemy import func, select
 
+from dynamics.request import DynamicsName
 from models import Sweep
 from models.crud import cancel_sweep, create_sweep, fail_runs, sweep_runs, sweep_states
 from service.deps import QueueDep, SessionDep, SettingsDep
 from service.exports import ExportFormat, columns_response
+from service.figures import FigureError, sweep_phase_diagram
 from service.grid import Grid, GridError, chunks, expand, table
+from service.plots import MEDIA_TYPES, ImageFormat
 from service.schemas.sweeps import SweepBrief, SweepCreate, SweepCreated, SweepPage, SweepRead
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
@@ -135,3 +138,40 @@ def read_table(
     """The sweep's results, one row per grid point in grid order (null where a run has not finished)."""
     columns, types = table(sweep.axes, sweep_runs(session, sweep.id))
     return columns_response(columns, format, filename=f"sweep-{sweep.id}", types=types)
+
+
+@router.get(
+    "/{sweep_id}/phase-diagram",
+    responses={
+        **_NOT_FOUND,
+        200: {
+            "description": "a heat map of the metric over the sweep's two axes (the theory's lines when they are "
+            "gamma_sigma2 and gamma_w); grid points without a result are drawn as missing",
+            "content": {"image/png": {}, "image/svg+xml": {}},
+        },
+        422: {"description": "an unknown metric or format, or a sweep without two axes"},
+    },
+)
+def read_phase_diagram(
+    sweep: SweepDep,
+    session: SessionDep,
+    metric: Annotated[
+        str,
+        Query(description="a summary metric (min_test_error, stable_rank_at_min, min_test_error_step, "
+              "log_max_distance, ...; with or without a `<dynamics>.` prefix) or figure2 for the paper's four "
+              "panels"),
+    ] = "min_test_error",
+    dynamics: Annotated[DynamicsName, Query(description="the dynamics of an unprefixed metric")] = "gd",
+    format: Annotated[ImageFormat, Query(description="png or svg")] = "png",  # noqa: A002
+) -> Response:
+    """The phase diagram of a sweep (Figure 2 of the paper), drawn from its table."""
+    try:
+        image = sweep_phase_diagram(sweep, sweep_runs(session, sweep.id), metric, format, dynamics=dynamics)
+    except FigureError as exc:
+        where = "path" if exc.field == "sweep_id" else "query"
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [{"loc": [where, exc.field], "field": exc.field, "msg": str(exc), "type": "value_error"}],
+        ) from exc
+    return Response(image, media_type=MEDIA_TYPES[format],
+                    headers={"Content-Disposition": f'inline; filename="phase-diagram-{sweep.id}.{format}"'})
