@@ -30,6 +30,7 @@ DYNAMICS: tuple[str, ...] = ("gd", "self_consistent", "lazy", "balanced")
 DEFAULT_MAX_STEPS = int(os.environ.get("LINDYN_MAX_STEPS", "100000"))
 DEFAULT_MAX_D = int(os.environ.get("LINDYN_MAX_D", "4096"))
 DEFAULT_DENSE_MEMORY_BYTES = int(os.environ.get("LINDYN_DENSE_MEMORY_BYTES", str(2 * 1024**3)))
+DEFAULT_MAX_RESULT_BYTES = int(os.environ.get("LINDYN_MAX_RESULT_BYTES", str(1024**3)))
 
 
 class Limits(BaseModel):
@@ -40,6 +41,8 @@ class Limits(BaseModel):
     max_steps: int = DEFAULT_MAX_STEPS
     max_d: int = DEFAULT_MAX_D
     dense_memory_bytes: int = DEFAULT_DENSE_MEMORY_BYTES
+    #: largest estimated result of one run (weights + recorded metrics + recorded spectra); None: no limit
+    max_result_bytes: int | None = DEFAULT_MAX_RESULT_BYTES
 
 
 def _limits(info: ValidationInfo) -> Limits:
@@ -183,6 +186,15 @@ class SimulationRequest(BaseModel):
                     f"{lim.dense_memory_bytes / 2**20:.0f} MiB; init = wishart (or auto) runs the same dynamics "
                     f"exactly on 2d-wide weights (method.md section 4)",
                 )
+        lim = _limits(info)
+        if lim.max_result_bytes is not None and self.estimated_bytes > lim.max_result_bytes:
+            raise _field_error(
+                "steps",
+                f"the run would hold about {self.estimated_bytes / 2**20:.0f} MiB (weights, metrics and "
+                f"spectra of {len(self.dynamics)} dynamics over {self.steps} steps), over the limit of "
+                f"{lim.max_result_bytes / 2**20:.0f} MiB; record less often (record_every, spectrum_every) "
+                f"or run fewer steps",
+            )
         return self
 
     # ---- derived quantities -------------------------------------------------------------------------
@@ -203,6 +215,16 @@ class SimulationRequest(BaseModel):
         assert self.width is not None
         itemsize = 8 if self.dtype == "float64" else 4
         return 2 * self.width * self.d * itemsize
+
+    @property
+    def estimated_bytes(self) -> int:
+        """An upper estimate of the memory of a run's result: the weights GD runs on, plus per dynamics the
+        recorded scalar metrics (8 columns) and the recorded spectra (d values each), all 8-byte floats."""
+        n = len(self.dynamics)
+        metric_rows = self.steps // self.record_every + 2
+        spectrum_rows = self.steps // self.spectrum_every + 2 if self.spectrum_every else 0
+        weights = self.dense_weight_bytes if self.uses_dense_init else 2 * self.inner_width * self.d * 8
+        return weights + n * 8 * (8 * metric_rows + self.d * spectrum_rows)
 
     @property
     def inner_width(self) -> int:

@@ -2,6 +2,7 @@
 
 - simulate.py: ``lindyn simulate`` (runs dynamics locally, no server)
 - server.py:   ``lindyn serve``, ``lindyn worker``, ``lindyn migrate`` (the service processes)
+- keys.py:     ``lindyn keys create|list|revoke`` (API keys, stored hashed)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def main() -> None:
 def _register() -> None:
     import importlib
 
-    for module in ("simulate", "server"):
+    for module in ("simulate", "server", "keys"):
         try:
             mod = importlib.import_module(f"lindyn.commands.{module}")
         except ModuleNotFoundError as exc:  # a group not written yet

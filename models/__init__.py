@@ -5,6 +5,7 @@ Alembic migrations in migrations/."""
 from models.base import RUN_STATUSES, Base, RunStatus
 from models.db import dispose_engines, get_sessionmaker, make_engine, session_scope
 from models.settings import Settings, get_settings
+from models.keys import ApiKey  # noqa: F401 - the api_keys table belongs to the metadata
 from models.tables import Run, RunSummary, RunTag, Sweep, TrajectoryPoint
 
 __all__ = [

@@ -45,6 +45,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "store_processed": False,
             "polling_interval": settings.broker_polling_interval_s,
         }
+    if settings.broker.split("://", 1)[0] in ("redis", "rediss"):
+        # A task whose worker died with it unacknowledged (SIGKILL, power loss: acks_late) stays in Redis's
+        # unacked set and is delivered again once it is older than the visibility timeout. Keep it above the
+        # longest run (a longer run would be delivered twice; the second copy replaces the first's result).
+        # The restore sweep runs every few seconds so a short timeout (tests) takes effect promptly.
+        vt = settings.visibility_timeout_s
+        conf["broker_transport_options"] = {
+            "visibility_timeout": vt,
+            "unacked_restore_interval": max(1, min(10, vt // 5)),
+            "unacked_restore_throttle": 1,
+        }
     if settings.embedded:
         # no server to broadcast through: no remote control, events or mingling
         conf["worker_enable_remote_control"] = False

@@ -42,7 +42,24 @@ class Settings(BaseSettings):
     )
 
     api_keys: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="comma-separated API keys (not enforced yet)"
+        default_factory=list, description="comma-separated API keys; when any key is configured, writes need one"
+    )
+
+    auth_reads: bool = Field(default=False, description="reads need an API key too (when any key is configured)")
+    max_body_bytes: int = Field(default=1_048_576, ge=1, description="largest request body accepted (413 above)")
+    max_result_bytes: int = Field(
+        default=_DEFAULT_LIMITS.max_result_bytes or 1024**3, ge=0,
+        description="largest estimated result (weights, metrics, spectra) of one run; 422 above"
+    )
+
+    # faults: a run's worker proves it is alive by a heartbeat; a reaper requeues runs whose heartbeat stopped
+    visibility_timeout_s: int = Field(
+        default=3600, ge=1, description="Redis: an unacknowledged task is delivered again after this long"
+    )
+    heartbeat_interval_s: float = Field(default=10.0, gt=0, description="a running task writes its heartbeat so often")
+    stale_after_s: float = Field(default=120.0, gt=0, description="a running run with no heartbeat so long is requeued")
+    reaper_interval_s: float = Field(
+        default=30.0, ge=0, description="how often each worker looks for stale runs (0: never, not even at start)"
     )
 
     sqlite_busy_timeout_ms: int = Field(
@@ -83,7 +100,12 @@ class Settings(BaseSettings):
 
     @property
     def limits(self) -> Limits:
-        return Limits(max_steps=self.max_steps, max_d=self.max_d, dense_memory_bytes=self.dense_memory_bytes)
+        return Limits(
+            max_steps=self.max_steps,
+            max_d=self.max_d,
+            dense_memory_bytes=self.dense_memory_bytes,
+            max_result_bytes=self.max_result_bytes,
+        )
 
     def environment(self) -> dict[str, str]:
         """The resolved settings as ``LINDYN_*`` variables, for a child process that must agree with this one."""
@@ -94,6 +116,11 @@ class Settings(BaseSettings):
             "LINDYN_MAX_STEPS": str(self.max_steps),
             "LINDYN_MAX_D": str(self.max_d),
             "LINDYN_DENSE_MEMORY_BYTES": str(self.dense_memory_bytes),
+            "LINDYN_MAX_RESULT_BYTES": str(self.max_result_bytes),
+            "LINDYN_VISIBILITY_TIMEOUT_S": str(self.visibility_timeout_s),
+            "LINDYN_HEARTBEAT_INTERVAL_S": str(self.heartbeat_interval_s),
+            "LINDYN_STALE_AFTER_S": str(self.stale_after_s),
+            "LINDYN_REAPER_INTERVAL_S": str(self.reaper_interval_s),
             "LINDYN_MAX_GRID_POINTS": str(self.max_grid_points),
             "LINDYN_SWEEP_CHUNK_SIZE": str(self.sweep_chunk_size),
         }

@@ -56,6 +56,7 @@ class Run(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.queued.value, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # written by a live worker (reaper.py)
 
     # the request, whole and normalised, its identity, and the parameters people filter on
     request: Mapped[dict[str, Any]] = mapped_column(JSON)

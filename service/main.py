@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import sessionmaker
 
 from models import Settings, get_settings, make_engine
+from service import metrics, security
 from service.queue import RunQueue
 from service.routers import meta, runs, sweeps
 
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(runs.router)
     app.include_router(sweeps.router)
+    security.install(app, settings)  # API keys and body limit, for every route (service/security.py)
+    metrics.install(app, settings)  # GET /metrics and the latency of every request (service/metrics.py)
     return app
 
 

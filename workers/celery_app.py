@@ -11,7 +11,7 @@ from models.jobs import QUEUES, celery_config, ensure_broker_folders
 
 
 def create_celery_app() -> Celery:
-    app = Celery("lindyn", include=["workers.tasks"])
+    app = Celery("lindyn", include=["workers.tasks", "workers.reliability"])  # reliability: heartbeat, reaper
     app.conf.update(celery_config(get_settings()))
     app.conf.task_queues = [Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES]
     return app

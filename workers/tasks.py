@@ -23,6 +23,7 @@ from models.crud import (
     store_result,
 )
 from models.jobs import SIMULATE_BATCH_TASK, SIMULATE_RUN_TASK
+from models.reaper import in_transaction
 from workers.celery_app import celery_app
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,7 @@ class ProgressWriter:
 
     def write(self, step: int, total: int) -> bool:
         """Write the progress; False when the run is no longer running."""
-        with session_scope(self.factory) as session:
-            return record_progress(session, self.run_id, step, total)
+        return in_transaction(self.factory, lambda session: record_progress(session, self.run_id, step, total))
 
 
 class BatchProgressWriter(ProgressWriter):
@@ -120,8 +120,8 @@ def write_result(factory: sessionmaker[Session], run_id: uuid.UUID, result: Simu
     """Store one run's result in a transaction of its own; its final status, ``cancelled`` when it was
     cancelled meanwhile (nothing written), ``failed`` when writing failed (the run says why)."""
     try:
-        with session_scope(factory) as session:
-            status = store_result(session, run_id, result)
+        # retried in a fresh transaction if the connection drops (replaces the rows: nothing is doubled)
+        status = in_transaction(factory, lambda session: store_result(session, run_id, result))
     except Exception as exc:
         log.exception("run %s: writing the result failed", run_id)
         with session_scope(factory) as session:

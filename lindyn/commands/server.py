@@ -68,6 +68,7 @@ def serve(
         child = subprocess.Popen(cmd, env={**os.environ, **settings.environment()}, preexec_fn=_die_with_parent)
     typer.echo(f"lindyn API: http://{host}:{port}  docs: http://{host}:{port}/docs")
     typer.echo(f"database: {_safe_url(settings.db_url)}  broker: {_safe_url(settings.broker)}")
+    typer.echo(_auth_line(settings))
     if settings.embedded and no_worker:
         typer.echo("note: embedded broker and --no-worker: start `lindyn worker` with the same LINDYN_DATA_DIR")
     # uvicorn re-raises the SIGTERM it caught once it has shut down: turn it into SystemExit so that the
@@ -78,6 +79,27 @@ def serve(
     finally:
         if child is not None:
             _stop(child)
+
+
+def _auth_line(settings: object) -> str:
+    """Whether writes need an API key (never the keys themselves)."""
+    from models import Settings, get_sessionmaker
+    from models.keys import ApiKey
+
+    assert isinstance(settings, Settings)
+    try:
+        from sqlalchemy import func, select
+
+        with get_sessionmaker(settings.db_url, settings.sqlite_busy_timeout_ms)() as session:
+            stored = session.scalar(select(func.count()).select_from(ApiKey)) or 0
+    except Exception:  # noqa: BLE001 - only a message
+        stored = 0
+    if not settings.api_keys and not stored:
+        return ("auth: OFF - no API key configured, anyone who can reach this address can submit and cancel "
+                "(set LINDYN_API_KEYS or run `lindyn keys create`)")
+    scope = "all requests" if settings.auth_reads else "writes (POST, PUT, PATCH, DELETE)"
+    return (f"auth: ON - {scope} need Authorization: Bearer <key> "
+            f"({len(settings.api_keys)} key(s) from LINDYN_API_KEYS, {stored} in the database)")
 
 
 def _stop(child: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

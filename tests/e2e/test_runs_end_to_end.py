@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dynamics import SimulationRequest, simulate
-from tests.conftest import redis_url_for
+from tests.own_redis import RedisServer, own_redis  # noqa: F401 - a fixture
 from tests.e2e.conftest import LINDYN, Api, Processes, alive, children_of, clean_env, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -73,10 +73,14 @@ def cancel_while_running(api: Api) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.redis
-def test_postgres_redis_api_and_worker(postgres_url: str, processes: Processes, tmp_path: Path) -> None:
+def test_postgres_redis_api_and_worker(
+    postgres_url: str, own_redis: RedisServer, processes: Processes, tmp_path: Path
+) -> None:
+    # a redis-server of this test's own: the machine's Redis is shared by concurrent test sessions, whose
+    # workers would take (and skip) this test's runs from a shared database number
     env = clean_env(
         LINDYN_DATABASE_URL=postgres_url,
-        LINDYN_BROKER_URL=redis_url_for("e2e"),
+        LINDYN_BROKER_URL=own_redis.url,
         LINDYN_DATA_DIR=str(tmp_path / "data"),
         LINDYN_PROGRESS_INTERVAL_S="0",
     )

@@ -33,7 +33,10 @@ def test_environment_prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     assert s.broker == "redis://h:6379/0" and not s.embedded
     assert s.limits.max_d == 64
     assert s.api_keys == ["k1", "k2"]
-    assert "broker_transport_options" not in celery_config(s)
+    # Redis: only the redelivery of unacknowledged tasks is configured (visibility timeout, default 1 h)
+    assert celery_config(s)["broker_transport_options"] == {
+        "visibility_timeout": 3600, "unacked_restore_interval": 10, "unacked_restore_throttle": 1,
+    }
     # a child process given Settings.environment() resolves the same settings
     for key, value in s.environment().items():
         monkeypatch.setenv(key, value)

@@ -1,0 +1,157 @@
+"""``GET /metrics`` in the Prometheus text format.
+
+- ``lindyn_http_request_duration_seconds``: a histogram per route template, method and status, measured by
+  a pure ASGI middleware in this process (unmatched paths are one ``route="unmatched"``, so random URLs
+  cannot blow up the label set).
+- ``lindyn_runs{status}``: runs by status, counted in the database when scraped.
+- ``lindyn_queue_length{queue}`` and ``lindyn_queue_unacked``: messages waiting in each Redis queue and
+  taken but not acknowledged; absent with the embedded filesystem broker (nothing cheap and exact to count).
+- ``lindyn_run_duration_seconds{status}``: a histogram of how long runs took (finished_at - started_at of
+  the last attempt), computed from the runs table when scraped.
+
+Why task durations come from the database: the workers are other processes, often on other machines, so a
+histogram they observe cannot be read from the API's registry; Prometheus' multiprocess mode only joins
+processes sharing one directory on one host, and a per-worker exporter means another port per worker to
+discover. Every run already records when it started and finished, in the one place every process writes to,
+so the API computes the histogram there on each scrape: exact, restart-proof, and nothing else to deploy.
+The cost is one aggregate query over the runs table per scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import RUN_STATUSES, Run, Settings
+from models.jobs import QUEUES
+from service.security import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+RUN_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0)
+
+
+class LatencyMiddleware:
+    def __init__(self, app: ASGIApp, histogram: Histogram) -> None:
+        self.app = app
+        self.histogram = histogram
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.histogram.labels(scope.get("method", ""), template, str(status)).observe(
+                time.perf_counter() - start
+            )
+
+
+class DatabaseCollector(Collector):
+    """Runs by status and run durations, from the database; queue lengths from Redis."""
+
+    def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.factory = factory
+        self._redis: Any = None
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            with self.factory() as session:
+                yield from self._runs(session)
+        except Exception:  # noqa: BLE001 - a scrape must not fail because the database is away
+            log.warning("metrics: the database could not be read", exc_info=True)
+        yield from self._queues()
+
+    def _runs(self, session: Session) -> Iterator[Metric]:
+        counts = dict(session.execute(select(Run.status, func.count()).group_by(Run.status)).all())
+        runs = GaugeMetricFamily("lindyn_runs", "runs by status", labels=["status"])
+        for status in RUN_STATUSES:
+            runs.add_metric([status], float(counts.get(status, 0)))
+        yield runs
+
+        if session.get_bind().dialect.name == "postgresql":
+            duration: Any = func.extract("epoch", Run.finished_at - Run.started_at)
+        else:
+            duration = (func.julianday(Run.finished_at) - func.julianday(Run.started_at)) * 86400.0
+        columns = [func.count(), func.coalesce(func.sum(duration), 0.0)]
+        columns += [func.sum(case((duration <= b, 1), else_=0)) for b in RUN_BUCKETS]
+        stmt = (
+            select(Run.status, *columns)
+            .where(Run.started_at.is_not(None), Run.finished_at.is_not(None))
+            .group_by(Run.status)
+        )
+        hist = HistogramMetricFamily(
+            "lindyn_run_duration_seconds", "how long finished runs took (last attempt)", labels=["status"]
+        )
+        for status, count, total, *cumulative in session.execute(stmt):
+            buckets = [(str(b), float(c or 0)) for b, c in zip(RUN_BUCKETS, cumulative)]
+            buckets.append(("+Inf", float(count)))
+            hist.add_metric([status], buckets, float(total or 0.0))
+        yield hist
+
+    def _queues(self) -> Iterator[Metric]:
+        broker = self.settings.broker
+        if broker.split("://", 1)[0] not in ("redis", "rediss"):
+            return
+        try:
+            import redis
+
+            if self._redis is None:
+                self._redis = redis.Redis.from_url(broker, socket_timeout=2, socket_connect_timeout=2)
+            pipe = self._redis.pipeline()
+            for q in QUEUES:
+                pipe.llen(q)
+            pipe.hlen("unacked")
+            *lengths, unacked = pipe.execute()
+        except Exception:  # noqa: BLE001 - the broker may be away: no queue figures this time
+            log.warning("metrics: the broker could not be read", exc_info=True)
+            self._redis = None
+            return
+        queue = GaugeMetricFamily("lindyn_queue_length", "messages waiting in each queue", labels=["queue"])
+        for q, n in zip(QUEUES, lengths):
+            queue.add_metric([q], float(n))
+        yield queue
+        yield GaugeMetricFamily("lindyn_queue_unacked", "messages taken by a worker, not yet acknowledged",
+                                value=float(unacked))
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """The latency middleware and the ``/metrics`` route, with a registry of this app's own."""
+    registry = CollectorRegistry()
+    histogram = Histogram(
+        "lindyn_http_request_duration_seconds", "HTTP request latency", ["method", "route", "status"],
+        buckets=LATENCY_BUCKETS, registry=registry,
+    )
+    registry.register(DatabaseCollector(settings, app.state.sessionmaker))
+    app.state.metrics_registry = registry
+    app.add_middleware(LatencyMiddleware, histogram=histogram)  # type: ignore[arg-type]
+
+    router = APIRouter()
+
+    @router.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(router)

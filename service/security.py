@@ -1,0 +1,192 @@
+"""API keys and request limits, applied once to the whole app (pure ASGI middleware), so that every route,
+today's and tomorrow's, is covered without any router knowing.
+
+- Keys are configured by LINDYN_API_KEYS (comma-separated) and/or the ``api_keys`` table (``lindyn keys
+  create|list|revoke``; only salted hashes are stored, see models/keys.py). When any key is configured,
+  every write (POST, PUT, PATCH, DELETE) needs ``Authorization: Bearer <key>``: 401 (with
+  ``WWW-Authenticate``) without one, 403 for a wrong or revoked key. Reads stay open unless
+  LINDYN_AUTH_READS=true. ``/health`` and the API's documentation are always open. With no key configured
+  at all, nothing is checked (the embedded default; ``lindyn serve`` says so when it starts).
+- Keys are compared in constant time (``hmac.compare_digest``) and never logged or echoed.
+- A request body over LINDYN_MAX_BODY_BYTES is refused with 413 before any route reads it (announced by
+  Content-Length, or counted as it streams in).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from models import Settings
+from models.keys import any_stored_key, check_key
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: always open: liveness, and the description of the API
+OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+
+
+async def send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    payload = json.dumps(body).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                    *(headers or [])],
+    })
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for k, v in scope.get("headers", ()):
+        if k.lower() == name:
+            return bytes(v)
+    return None
+
+
+class ApiKeyAuth:
+    """401/403 for writes (and reads, when configured) without a valid key, once any key is configured."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, factory: sessionmaker[Session]) -> None:
+        self.app = app
+        self.settings = settings
+        self.factory = factory
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._guarded(scope):
+            return await self.app(scope, receive, send)
+        header = _header(scope, b"authorization")
+        verdict = await run_in_threadpool(self._verdict, header)
+        if verdict == "open" or verdict == "ok":
+            return await self.app(scope, receive, send)
+        if verdict == "missing":
+            return await send_json(
+                send, 401, {"detail": "this request needs an API key: Authorization: Bearer <key>"},
+                [(b"www-authenticate", b'Bearer realm="lindyn"')],
+            )
+        if verdict == "malformed":
+            return await send_json(
+                send, 401, {"detail": "the Authorization header must be: Bearer <key>"},
+                [(b"www-authenticate", b'Bearer realm="lindyn", error="invalid_request"')],
+            )
+        if verdict == "unavailable":
+            return await send_json(send, 503, {"detail": "API keys cannot be checked: database unreachable"})
+        message = "this API key was revoked" if verdict == "revoked" else "invalid API key"
+        return await send_json(send, 403, {"detail": message})
+
+    def _guarded(self, scope: Scope) -> bool:
+        if scope.get("path", "") in OPEN_PATHS:
+            return False
+        return scope.get("method", "GET").upper() in WRITE_METHODS or self.settings.auth_reads
+
+    def _verdict(self, header: bytes | None) -> str:
+        """open (no key configured), ok, missing, malformed, invalid, revoked or unavailable."""
+        env_keys = self.settings.api_keys
+        try:
+            with self.factory() as session:
+                if not env_keys and not any_stored_key(session):
+                    return "open"
+                if header is None:
+                    return "missing"
+                scheme, _, token = header.decode("latin-1").strip().partition(" ")
+                token = token.strip()
+                if scheme.lower() != "bearer" or not token:
+                    return "malformed"
+                return check_key(session, token, env_keys)
+        except SQLAlchemyError:
+            if env_keys and header is not None:  # the environment's keys can still be checked
+                scheme, _, token = header.decode("latin-1").strip().partition(" ")
+                if scheme.lower() == "bearer" and check_key(None, token.strip(), env_keys) == "ok":
+                    return "ok"
+            return "unavailable"
+
+
+class BodySizeLimit:
+    """413 for a request body larger than ``max_bytes`` (the body is buffered, at most ``max_bytes``)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _too_large(self, send: Send, size: str) -> None:
+        await send_json(send, 413, {"detail": [{
+            "loc": ["body"], "field": None, "type": "body_too_large",
+            "msg": f"request body of {size} bytes is over the limit of {self.max_bytes} bytes",
+        }]})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = _header(scope, b"content-length")
+        if length is not None:
+            try:
+                n = int(length)
+            except ValueError:
+                return await send_json(send, 400, {"detail": "Content-Length is not a number"})
+            if n > self.max_bytes:
+                return await self._too_large(send, str(n))
+            return await self.app(scope, receive, send)  # the server holds the body to its Content-Length
+        if scope.get("method", "GET").upper() not in WRITE_METHODS:
+            return await self.app(scope, receive, send)
+        # no Content-Length (chunked): read it all, counting, then hand it on
+        messages: list[Message] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                messages.append(message)
+                break
+            total += len(message.get("body", b""))
+            if total > self.max_bytes:
+                return await self._too_large(send, f"more than {total}")
+            messages.append(message)
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
+_UNPARSABLE = "There was an error parsing the body"  # FastAPI's 400 for a body it cannot decode
+
+
+async def _http_error(request: Any, exc: Exception) -> Any:
+    """A body FastAPI cannot parse is a 422 (json_invalid) like every other bad body; the rest as usual."""
+    from fastapi.exception_handlers import http_exception_handler
+    from fastapi.responses import JSONResponse
+
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _UNPARSABLE:
+        return JSONResponse({"detail": [{"loc": ["body"], "field": None, "type": "json_invalid",
+                                         "msg": "body is not valid JSON"}]}, status_code=422)
+    return await http_exception_handler(request, exc)
+
+
+async def _out_of_range(_: Any, exc: Exception) -> Any:
+    """A number too large for the database (an offset of 2**63, ...) is the request's fault: 422, not 500."""
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"detail": [{"loc": ["query"], "field": None, "type": "out_of_range",
+                                     "msg": f"a number is out of range: {exc}"}]}, status_code=422)
+
+
+def install(app: Any, settings: Settings) -> None:
+    """API keys inside, the body limit around them (so an oversized write is refused before a key lookup);
+    bad input that the framework or the database would turn into a 400 or a 500 answered as a 422."""
+    app.add_middleware(ApiKeyAuth, settings=settings, factory=app.state.sessionmaker)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OverflowError, _out_of_range)

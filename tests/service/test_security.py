@@ -1,0 +1,122 @@
+"""API keys (environment and hashed in the table), the body limit and the run-size limit, in process."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from models import ApiKey, Settings, get_sessionmaker, session_scope
+from models.keys import create_key, list_keys, revoke_key
+from tests.service.conftest import make_client
+
+BODY = {"d": 10, "rank": 2, "gamma_sigma2": -1.5, "gamma_w": 2.0, "steps": 20}
+ENV_KEY = "env-key-0123456789"
+
+
+@pytest.fixture
+def keyed(embedded_settings: Settings) -> Iterator[TestClient]:
+    with make_client(embedded_settings.model_copy(update={"api_keys": [ENV_KEY]})) as c:
+        yield c
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_no_key_configured_everything_open(client: TestClient) -> None:
+    assert client.post("/v1/runs", json=BODY).status_code == 202
+
+
+def test_writes_need_a_key(keyed: TestClient) -> None:
+    r = keyed.post("/v1/runs", json=BODY)
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+    assert keyed.post("/v1/runs", json=BODY, headers={"Authorization": "Basic abc"}).status_code == 401
+    wrong = keyed.post("/v1/runs", json=BODY, headers=_auth("nope"))
+    assert wrong.status_code == 403 and "nope" not in wrong.text
+    ok = keyed.post("/v1/runs", json=BODY, headers=_auth(ENV_KEY))
+    assert ok.status_code == 202, ok.text
+    rid = ok.json()["id"]
+    # every write route, present and future, is covered: cancel too, and an unknown POST path
+    assert keyed.post(f"/v1/runs/{rid}/cancel").status_code == 401
+    assert keyed.post("/v1/no-such-route").status_code == 401
+    assert keyed.delete(f"/v1/runs/{rid}").status_code == 401
+    assert keyed.post(f"/v1/runs/{rid}/cancel", headers=_auth(ENV_KEY)).status_code == 200
+    # reads stay open, and so does /health
+    assert keyed.get(f"/v1/runs/{rid}").status_code == 200
+    assert keyed.get("/v1/runs").status_code == 200
+    assert keyed.get("/health").status_code == 200
+
+
+def test_reads_keyed_by_setting(embedded_settings: Settings) -> None:
+    settings = embedded_settings.model_copy(update={"api_keys": [ENV_KEY], "auth_reads": True})
+    with make_client(settings) as c:
+        assert c.get("/v1/runs").status_code == 401
+        assert c.get("/v1/runs", headers=_auth(ENV_KEY)).status_code == 200
+        assert c.get("/health").status_code != 401 and c.get("/openapi.json").status_code == 200
+
+
+def test_stored_keys_hashed_and_revocable(
+    client: TestClient, embedded_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    factory = get_sessionmaker(embedded_settings.db_url)
+    with session_scope(factory) as s:
+        row, key = create_key(s, "alice")
+        _, other = create_key(s, "bob")
+    with factory() as s:
+        stored = s.scalars(select(ApiKey).where(ApiKey.id == row.id)).one()
+        assert key not in (stored.salt, stored.key_hash, stored.prefix) and len(stored.key_hash) == 64
+        assert stored.key_hash != hashlib.sha256(key.encode()).hexdigest()  # salted
+        assert [k.name for k in list_keys(s)] == ["alice", "bob"]
+    # a key in the table turns authentication on
+    assert client.post("/v1/runs", json=BODY).status_code == 401
+    assert client.post("/v1/runs", json=BODY, headers=_auth(key)).status_code == 202
+    assert client.post("/v1/runs", json=BODY, headers=_auth(key[:-1] + "x")).status_code == 403
+    with session_scope(factory) as s:
+        assert revoke_key(s, str(row.id)) == 1
+        assert revoke_key(s, str(row.id)) == 0
+    r = client.post("/v1/runs", json={**BODY, "seed": 1}, headers=_auth(key))
+    assert r.status_code == 403 and "revoked" in r.json()["detail"]
+    assert client.post("/v1/runs", json={**BODY, "seed": 1}, headers=_auth(other)).status_code == 202
+    with session_scope(factory) as s:  # revoking every key does not open the service
+        assert revoke_key(s, other[:12]) == 1
+    assert client.post("/v1/runs", json={**BODY, "seed": 2}).status_code == 401
+    assert key not in caplog.text and other not in caplog.text
+
+
+def test_body_size_limit(embedded_settings: Settings) -> None:
+    with make_client(embedded_settings.model_copy(update={"max_body_bytes": 200})) as c:
+        big = {**BODY, "dynamics": ["gd"], "pad": "x" * 500}
+        r = c.post("/v1/runs", json=big)
+        assert r.status_code == 413 and r.json()["detail"][0]["type"] == "body_too_large"
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams
+            yield b'{"d": 10, "rank": 2, '
+            yield b" " * 400
+            yield b"}"
+
+        r = c.post("/v1/runs", content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413
+
+        def small() -> Iterator[bytes]:
+            yield b'{"d": 10, "rank": 2, "gamma_sigma2": -1.5, '
+            yield b'"gamma_w": 2.0, "steps": 20}'
+
+        r = c.post("/v1/runs", content=small(), headers={"content-type": "application/json"})
+        assert r.status_code == 202, r.text
+
+
+def test_estimated_run_size_limit(embedded_settings: Settings) -> None:
+    with make_client(embedded_settings.model_copy(update={"max_result_bytes": 10 * 2**20})) as c:
+        big = {**BODY, "d": 500, "steps": 20_000, "spectrum_every": 1}
+        r = c.post("/v1/runs", json=big)
+        assert r.status_code == 422
+        (err,) = r.json()["detail"]
+        assert err["field"] == "steps" and "MiB" in err["msg"] and "spectrum_every" in err["msg"]
+        assert c.post("/v1/runs", json={**big, "spectrum_every": 0, "record_every": 100}).status_code == 202
+        assert c.get("/v1/runs").json()["total"] == 1
