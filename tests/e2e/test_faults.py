@@ -38,16 +38,16 @@ FAST = {"heartbeat": "0.5", "stale": "4", "visibility": "4"}
 
 
 def service_env(tmp_path: Path, database_url: str, broker_url: str, **extra: str) -> dict[str, str]:
-    return clean_env(
-        LINDYN_DATABASE_URL=database_url,
-        LINDYN_BROKER_URL=broker_url,
-        LINDYN_DATA_DIR=str(tmp_path / "data"),
-        LINDYN_PROGRESS_INTERVAL_S="0",
-        LINDYN_HEARTBEAT_INTERVAL_S=FAST["heartbeat"],
-        LINDYN_STALE_AFTER_S=FAST["stale"],
-        LINDYN_VISIBILITY_TIMEOUT_S=FAST["visibility"],
-        **extra,
-    )
+    settings = {
+        "LINDYN_DATABASE_URL": database_url,
+        "LINDYN_BROKER_URL": broker_url,
+        "LINDYN_DATA_DIR": str(tmp_path / "data"),
+        "LINDYN_PROGRESS_INTERVAL_S": "0",
+        "LINDYN_HEARTBEAT_INTERVAL_S": FAST["heartbeat"],
+        "LINDYN_STALE_AFTER_S": FAST["stale"],
+        "LINDYN_VISIBILITY_TIMEOUT_S": FAST["visibility"],
+    }
+    return clean_env(**{**settings, **extra})
 
 
 def migrate(env: dict[str, str]) -> None:
@@ -179,7 +179,10 @@ def test_redis_restarted_during_a_batch(
     """Redis killed and started again while runs are queued and running: the worker reconnects, the API
     retries its enqueue or answers a clean 503 (the run is failed, a resubmission runs it), and every
     accepted run finishes."""
-    env = service_env(tmp_path, postgres_url, own_redis.url, LINDYN_REAPER_INTERVAL_S="1")
+    # a visibility timeout longer than these runs: Redis's redelivery is not what this test is about (a run
+    # that outlives the timeout is delivered again while it runs, the copies replacing each other's result)
+    env = service_env(tmp_path, postgres_url, own_redis.url, LINDYN_REAPER_INTERVAL_S="1",
+                      LINDYN_VISIBILITY_TIMEOUT_S="300")
     migrate(env)
     start_worker(processes, "worker", env, concurrency=2)
     api = start_api(processes, env)
@@ -226,7 +229,8 @@ def test_postgres_connections_dropped_during_a_run(
     """Every connection to this test's database terminated over and over while a run runs and writes its
     progress, heartbeat and result: the worker reconnects (pool_pre_ping) and retries the transaction that
     failed; the run succeeds on its first attempt with its trajectory held once."""
-    env = service_env(tmp_path, postgres_url, own_redis.url, LINDYN_REAPER_INTERVAL_S="0")
+    env = service_env(tmp_path, postgres_url, own_redis.url, LINDYN_REAPER_INTERVAL_S="0",
+                      LINDYN_VISIBILITY_TIMEOUT_S="300")
     migrate(env)
     start_worker(processes, "worker", env)
     api = start_api(processes, env)
