@@ -8,7 +8,7 @@ import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import numpy as np
@@ -78,13 +78,20 @@ def _locked_run(session: Session, run_id: uuid.UUID) -> Run | None:
     return session.scalars(stmt).first()
 
 
-def claim_run(session: Session, run_id: uuid.UUID) -> Run | None:
-    """Mark a queued run running (or take over a running one whose worker was lost); None if it must not run."""
+def claim_run(session: Session, run_id: uuid.UUID, *, fresh_s: float | None = None) -> Run | None:
+    """Mark a queued run running (or take over a running one whose worker was lost); None if it must not run.
+    With ``fresh_s``, a running run whose heartbeat is younger than that is left to its live worker (a copy
+    of its task delivered again, e.g. by Redis after the visibility timeout, does not run it twice)."""
     run = _locked_run(session, run_id)
     if run is None or run.status not in ACTIVE:
         return None
+    now = utcnow()
+    if (fresh_s is not None and run.status == RunStatus.running.value and run.heartbeat_at is not None
+            and now - run.heartbeat_at < timedelta(seconds=fresh_s)):
+        return None
     run.status = RunStatus.running.value
-    run.started_at = utcnow()
+    run.started_at = now
+    run.heartbeat_at = now
     run.finished_at = None
     run.attempts += 1
     run.progress_step = 0
@@ -124,9 +131,9 @@ def fail_run(session: Session, run_id: uuid.UUID, message: str) -> bool:
     return _changed_one(session, stmt)
 
 
-def claim_runs(session: Session, run_ids: Sequence[uuid.UUID]) -> list[Run]:
+def claim_runs(session: Session, run_ids: Sequence[uuid.UUID], *, fresh_s: float | None = None) -> list[Run]:
     """``claim_run`` for each id (in a fixed order, so two workers lock rows alike); the runs that may run."""
-    claimed = (claim_run(session, run_id) for run_id in sorted(set(run_ids)))
+    claimed = (claim_run(session, run_id, fresh_s=fresh_s) for run_id in sorted(set(run_ids)))
     return [run for run in claimed if run is not None]
 
 

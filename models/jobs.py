@@ -48,7 +48,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     if settings.broker.split("://", 1)[0] in ("redis", "rediss"):
         # A task whose worker died with it unacknowledged (SIGKILL, power loss: acks_late) stays in Redis's
         # unacked set and is delivered again once it is older than the visibility timeout. Keep it above the
-        # longest run (a longer run would be delivered twice; the second copy replaces the first's result).
+        # stale limit: a copy of a run that is still running (its heartbeat fresh) is skipped (claim_run).
         # The restore sweep runs every few seconds so a short timeout (tests) takes effect promptly.
         vt = settings.visibility_timeout_s
         conf["broker_transport_options"] = {

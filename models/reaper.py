@@ -5,9 +5,9 @@ Why a heartbeat (and not only the broker's visibility timeout):
 
 - A worker SIGKILLed (or its machine lost) leaves its run ``running`` forever unless something notices.
   With Redis, Celery's ``acks_late`` + ``reject_on_worker_lost`` leave the task unacknowledged and Redis
-  delivers it again after ``visibility_timeout`` (LINDYN_VISIBILITY_TIMEOUT_S); but that timeout must exceed
-  the longest run (else a live run is delivered twice), so it is long (an hour), and the embedded filesystem
-  broker never delivers an unacknowledged message again at all.
+  delivers it again after ``visibility_timeout`` (LINDYN_VISIBILITY_TIMEOUT_S); but Redis cannot tell a dead
+  worker from a long run, so that timeout is long (an hour) and a copy must not run a live run again, and the
+  embedded filesystem broker never delivers an unacknowledged message again at all.
 - So each running task writes ``runs.heartbeat_at`` every LINDYN_HEARTBEAT_INTERVAL_S from a thread of its
   own (independent of how often the dynamics report progress), and every worker runs a reaper every
   LINDYN_REAPER_INTERVAL_S (and once when it starts): a run ``running`` whose heartbeat (or start, if it never
@@ -15,8 +15,10 @@ Why a heartbeat (and not only the broker's visibility timeout):
   reapers never requeue it twice) and its id sent again. The heartbeat works the same on every broker and
   bounds the delay by ``stale_after_s`` rather than by the longest run; the visibility timeout stays as
   Redis's own safety net.
-- A copy delivered twice (reaper and Redis both) is harmless: a finished run is skipped when claimed, and
-  storing a result replaces the run's rows in one transaction, so a trajectory is held once.
+- A copy delivered twice (reaper and Redis both, or Redis again while a long run still runs) is harmless:
+  a finished run is skipped when claimed, a running run whose heartbeat is fresh is left to its worker
+  (``claim_run(fresh_s=stale_after_s)``), and storing a result replaces the run's rows in one transaction,
+  so a trajectory is held once.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ def execute_run(run_id: uuid.UUID, settings: Settings | None = None) -> str:
     settings = settings or get_settings()
     factory = get_sessionmaker(settings.db_url, settings.sqlite_busy_timeout_ms)
     with session_scope(factory) as session:
-        run = claim_run(session, run_id)
+        run = claim_run(session, run_id, fresh_s=settings.stale_after_s)  # not a live run twice
         if run is None:
             log.info("run %s is not queued or running: skipped", run_id)
             return "skipped"
@@ -137,7 +137,8 @@ def execute_batch(run_ids: Sequence[uuid.UUID], settings: Settings | None = None
     factory = get_sessionmaker(settings.db_url, settings.sqlite_busy_timeout_ms)
     outcome = {str(run_id): "skipped" for run_id in run_ids}
     with session_scope(factory) as session:
-        claimed = [(run.id, dict(run.request)) for run in claim_runs(session, run_ids)]
+        runs = claim_runs(session, run_ids, fresh_s=settings.stale_after_s)  # not a live run twice
+        claimed = [(run.id, dict(run.request)) for run in runs]
     requests: dict[uuid.UUID, SimulationRequest] = {}
     for run_id, stored in claimed:
         try:

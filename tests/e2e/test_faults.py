@@ -131,7 +131,10 @@ def test_worker_sigkilled_mid_run_redis_redelivers(
 ) -> None:
     """Redis: the killed worker's task stays unacknowledged and comes back after the visibility timeout (the
     reaper is off here, so this is Redis's redelivery alone); another worker runs it to the end."""
-    env = service_env(tmp_path, postgres_url, own_redis.url, LINDYN_REAPER_INTERVAL_S="0")
+    # the visibility timeout is longer than the stale limit plus the time to the kill: the copy Redis delivers
+    # again finds the dead worker's heartbeat stale and takes the run over (a copy of a live run is skipped)
+    env = service_env(tmp_path, postgres_url, own_redis.url, LINDYN_REAPER_INTERVAL_S="0",
+                      LINDYN_VISIBILITY_TIMEOUT_S="12")
     migrate(env)
     first = start_worker(processes, "worker-a", env)
     api = start_api(processes, env)

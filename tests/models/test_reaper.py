@@ -108,3 +108,17 @@ def test_in_transaction_retries_a_dropped_connection(factory) -> None:  # type: 
         in_transaction(factory, wrong, delays=(0, 0))
     assert len(calls) == 1
     assert not is_disconnect(ValueError())
+
+
+def test_a_live_run_is_not_claimed_twice(factory) -> None:  # type: ignore[no-untyped-def]
+    """A copy of the task delivered again while the run's worker still beats is skipped; once the heartbeat
+    is stale the copy takes the run over."""
+    live = _running(factory, age_s=600, beat_age_s=1)
+    dead = _running(factory, age_s=600, beat_age_s=300)
+    with session_scope(factory) as s:
+        assert claim_run(s, live, fresh_s=60) is None
+        taken = claim_run(s, dead, fresh_s=60)
+        assert taken is not None and taken.attempts == 2 and taken.heartbeat_at is not None
+    with session_scope(factory) as s:
+        assert claim_run(s, dead, fresh_s=60) is None  # claiming wrote a fresh heartbeat
+        assert claim_run(s, live) is not None  # without fresh_s: taken over as before
