@@ -3,6 +3,8 @@
 - simulate.py: ``lindyn simulate`` (runs dynamics locally, no server)
 - server.py:   ``lindyn serve``, ``lindyn worker``, ``lindyn migrate`` (the service processes)
 - keys.py:     ``lindyn keys create|list|revoke`` (API keys, stored hashed)
+- remote.py:   ``lindyn submit|status|wait|runs|fetch|figure|cancel|sweep|table|phase-diagram`` (a running
+               service, through lindyn.client)
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def main() -> None:
 def _register() -> None:
     import importlib
 
-    for module in ("simulate", "server", "keys"):
+    for module in ("simulate", "server", "keys", "remote"):
         try:
             mod = importlib.import_module(f"lindyn.commands.{module}")
         except ModuleNotFoundError as exc:  # a group not written yet

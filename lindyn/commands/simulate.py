@@ -8,11 +8,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-# flag -> request field, for the flags that map one to one
-_FIELDS = (
-    "d", "rank", "noise_std", "gamma_sigma2", "gamma_w", "sigma2", "width", "steps", "lr", "lr_constant",
-    "stopping", "gd_update", "init", "dtype", "seed", "task_seed", "record_every", "spectrum_every", "backend",
-)  # fmt: skip
+from lindyn.commands.request_options import FIELDS as _FIELDS  # noqa: F401 - the flags that map one to one
+from lindyn.commands.request_options import with_request_options
 
 
 def request_fields(config: Path | None, dynamics: str | None, **flags: Any) -> dict[str, Any]:
@@ -51,32 +48,9 @@ def validate_or_exit(data: dict[str, Any]) -> Any:
         raise typer.Exit(2) from None
 
 
+@with_request_options
 def simulate(
-    d: Annotated[Optional[int], typer.Option(help="dimension d (input = output)")] = None,
-    rank: Annotated[Optional[int], typer.Option(help="target rank k")] = None,
-    noise_std: Annotated[Optional[float], typer.Option(help="noise standard deviation")] = None,
-    gamma_sigma2: Annotated[Optional[float], typer.Option(help="sigma^2 = d^gamma_sigma2")] = None,
-    gamma_w: Annotated[Optional[float], typer.Option(help="width = floor(d^gamma_w)")] = None,
-    sigma2: Annotated[Optional[float], typer.Option(help="sigma^2 directly")] = None,
-    width: Annotated[Optional[int], typer.Option(help="width w directly")] = None,
-    dynamics: Annotated[
-        Optional[str], typer.Option(help="comma-separated: gd,self_consistent,lazy,balanced")
-    ] = None,
-    steps: Annotated[Optional[int], typer.Option(help="maximum iterations")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="explicit learning rate")] = None,
-    lr_constant: Annotated[Optional[float], typer.Option(help="c_lr of the learning-rate rule")] = None,
-    stopping: Annotated[Optional[str], typer.Option(help="paper or none")] = None,
-    gd_update: Annotated[Optional[str], typer.Option(help="simultaneous or sequential")] = None,
-    init: Annotated[Optional[str], typer.Option(help="auto, dense or wishart")] = None,
-    dtype: Annotated[Optional[str], typer.Option(help="float64 or float32")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="initialisation seed")] = None,
-    task_seed: Annotated[Optional[int], typer.Option(help="task seed")] = None,
-    record_every: Annotated[Optional[int], typer.Option(help="record metrics every N steps")] = None,
-    spectrum_every: Annotated[Optional[int], typer.Option(help="record singular values every N steps")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="auto, numpy or cupy")] = None,
-    config: Annotated[
-        Optional[Path], typer.Option(help="request as a JSON file; flags override its fields")
-    ] = None,
+    request_data: dict[str, Any],
     json_output: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     out: Annotated[
         Optional[Path], typer.Option(help="write the trajectory: .csv, .parquet or .json")
@@ -86,8 +60,7 @@ def simulate(
     """Run one simulation locally (no server) and print its summary."""
     from lindyn.export import format_of, write_columns
 
-    flags = {name: value for name, value in locals().items() if name in _FIELDS}
-    req = validate_or_exit(request_fields(config, dynamics, **flags))
+    req = validate_or_exit(request_data)
     if out is not None:
         try:
             format_of(out)

@@ -1,0 +1,400 @@
+"""Commands that talk to a running lindyn service (through lindyn.client): ``submit``, ``status``, ``wait``,
+``runs``, ``fetch``, ``figure``, ``cancel``, ``sweep``, ``table``, ``phase-diagram``.
+
+Each takes ``--server`` (LINDYN_SERVER, default http://127.0.0.1:8000) and ``--api-key`` (LINDYN_API_KEY).
+Human output by default, ``--json`` for machines. Errors: the API's message on stderr and a non-zero exit:
+2 for an invalid request or filter (each field and its reason), 1 otherwise (unknown id, a run that
+cannot be cancelled, no service at that address, a run that failed while waited for)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from lindyn.commands.request_options import with_request_options
+
+if TYPE_CHECKING:
+    from lindyn.client import Client, Run
+
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+
+ServerOpt = Annotated[
+    str, typer.Option("--server", envvar="LINDYN_SERVER", help="the service's URL", rich_help_panel="Service")
+]
+ApiKeyOpt = Annotated[
+    Optional[str],  # noqa: UP045 - typer reads the annotation
+    typer.Option("--api-key", envvar="LINDYN_API_KEY", help="API key (sent as a Bearer token)",
+                 rich_help_panel="Service", show_default=False),
+]  # fmt: skip
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+RunIdArg = Annotated[str, typer.Argument(help="the run's id", show_default=False)]
+
+
+# ---- plumbing ---------------------------------------------------------------------------------------------
+def _client(server: str, api_key: str | None) -> Client:
+    from lindyn.client import Client
+
+    return Client(server, api_key=api_key, retries=3, backoff=0.25, max_backoff=2.0)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _api_errors() -> Iterator[None]:
+    """The client's exceptions as a message on stderr and an exit code."""
+    from lindyn.client import LindynError, ValidationFailed
+
+    try:
+        yield
+    except ValidationFailed as exc:
+        if exc.errors:
+            for field, reason in exc.fields.items():
+                typer.echo(f"error: {field}: {reason}", err=True)
+        else:
+            typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    except LindynError as exc:
+        raise _fail(exc.message) from None
+    except TimeoutError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _parse_tags(tags: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for t in tags or []:
+        key, sep, value = t.partition("=")
+        if not key or not sep:
+            raise typer.BadParameter(f"{t!r}: expected key=value", param_hint="--tag")
+        out[key] = value
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.6g}"
+    return str(v)
+
+
+def _echo_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    typer.echo("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    for r in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def _print_run(data: dict[str, Any]) -> None:
+    progress = data.get("progress") or {}
+    typer.echo(f"run {data['id']}  {data['status']}  step {progress.get('step', 0)}/{progress.get('total', 0)}")
+    if data.get("name") or data.get("tags"):
+        tags = " ".join(f"{k}={v}" for k, v in (data.get("tags") or {}).items())
+        typer.echo(f"name {data.get('name') or '-'}  tags {tags or '-'}")
+    typer.echo(
+        f"d={data['d']} rank={data['rank']} width={data['width']} sigma2={_fmt(data['sigma2'])} "
+        f"(gamma_w={_fmt(data['gamma_w'])}, gamma_sigma2={_fmt(data['gamma_sigma2'])}) "
+        f"dynamics={','.join(data.get('dynamics') or [])} regime={(data.get('regime') or {}).get('regime', '-')}"
+    )
+    if data.get("backend"):
+        typer.echo(f"backend {data['backend']} ({data.get('device') or '-'})  lr {_fmt(data.get('lr'))}")
+    summaries = data.get("summaries") or {}
+    if summaries:
+        cols = ["min_test_error", "min_test_error_step", "stable_rank_at_min", "rank_at_min",
+                "final_train_error", "final_test_error", "steps_run", "stop_reason"]  # fmt: skip
+        _table([[name, *(_fmt(s.get(c)) for c in cols)] for name, s in summaries.items()], ["dynamics", *cols])
+    comparison = data.get("comparison")
+    if comparison:
+        typer.echo(f"GD vs self-consistent: max distance {_fmt(comparison.get('max_distance'))}")
+    if data.get("error"):
+        typer.echo(f"error: {data['error']}")
+
+
+def _finished_or_exit(run: Run, json_output: bool) -> None:
+    """Print a waited-for run; exit 1 if it failed or was cancelled."""
+    if json_output:
+        _echo_json(run.data)
+    else:
+        _print_run(run.data)
+    if run.status in ("failed", "cancelled"):
+        detail = f": {run.error}" if run.error else ""
+        raise _fail(f"run {run.id} {run.status}{detail}")
+
+
+# ---- commands ---------------------------------------------------------------------------------------------
+@with_request_options
+def submit(
+    request_data: dict[str, Any],
+    name: Annotated[Optional[str], typer.Option(help="a name to find the run by")] = None,  # noqa: UP045
+    tag: Annotated[
+        Optional[list[str]], typer.Option(help="key=value label (repeatable)", show_default=False)  # noqa: UP045
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="wait for the run to finish, then print it")] = False,
+    force: Annotated[bool, typer.Option("--force", help="run again even if the same request ran before")] = False,
+    progress: Annotated[bool, typer.Option(help="progress bar on stderr while waiting")] = True,
+    json_output: JsonOpt = False,
+    server: ServerOpt = DEFAULT_SERVER,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Submit one run to the service (the request flags of simulate).
+
+    Prints the run's id and status, or with --wait its result."""
+    tags = _parse_tags(tag)
+    with _api_errors(), _client(server, api_key) as client:
+        run = client.submit(request_data, name=name, tags=tags or None, force=force)
+        if wait:
+            run.wait(progress=progress)
+            _finished_or_exit(run, json_output)
+        elif json_output:
+            _echo_json({"id": run.id, "status": run.status})
+        else:
+            typer.echo(f"{run.id} {run.status}")
+
+
+def status(run_id: RunIdArg, json_output: JsonOpt = False, server: ServerOpt = DEFAULT_SERVER,
+           api_key: ApiKeyOpt = None) -> None:  # fmt: skip
+    """A run's status, progress, parameters and summaries."""
+    with _api_errors(), _client(server, api_key) as client:
+        run = client.run(run_id)
+        if json_output:
+            _echo_json(run.data)
+        else:
+            _print_run(run.data)
+
+
+def wait(
+    run_id: RunIdArg,
+    timeout: Annotated[Optional[float], typer.Option(help="give up after this many seconds (exit 1)")] = None,  # noqa: UP045
+    progress: Annotated[bool, typer.Option(help="progress bar on stderr")] = True,
+    json_output: JsonOpt = False,
+    server: ServerOpt = DEFAULT_SERVER,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Wait for a run to finish (progress bar on stderr), then print it.
+
+    Exit 1 if it failed or was cancelled."""
+    with _api_errors(), _client(server, api_key) as client:
+        run = client.run(run_id)
+        run.wait(progress=progress, timeout=timeout)
+        _finished_or_exit(run, json_output)
+
+
+def runs(
+    status: Annotated[
+        Optional[list[str]], typer.Option(help="only this status (repeatable)", show_default=False)  # noqa: UP045
+    ] = None,
+    sweep: Annotated[Optional[str], typer.Option(help="only the runs of this sweep id")] = None,  # noqa: UP045
+    name: Annotated[Optional[str], typer.Option(help="only runs with this name")] = None,  # noqa: UP045
+    tag: Annotated[
+        Optional[list[str]], typer.Option(help="key=value or key (repeatable)", show_default=False)  # noqa: UP045
+    ] = None,
+    dynamics: Annotated[
+        Optional[str], typer.Option(help="only runs of this dynamics; the one summary filters use")  # noqa: UP045
+    ] = None,
+    where: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--where", "-w", help="any filter of GET /v1/runs as name=value, e.g. gamma_w_min=2 or "
+                     "min_test_error_max=0.1 (repeatable)", show_default=False),
+    ] = None,
+    sort: Annotated[Optional[str], typer.Option(help="e.g. created_at, -min_test_error, gamma_w")] = None,  # noqa: UP045
+    limit: Annotated[int, typer.Option(min=1, help="at most this many runs")] = 50,
+    json_output: JsonOpt = False,
+    server: ServerOpt = DEFAULT_SERVER,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """List runs matching filters (newest first by default), up to --limit."""
+    filters: dict[str, Any] = {"status": status, "sweep_id": sweep, "name": name, "tag": tag,
+                               "dynamics": dynamics, "sort": sort}  # fmt: skip
+    extra: dict[str, list[str]] = {}
+    for w in where or []:
+        key, sep, value = w.partition("=")
+        if not key or not sep:
+            raise typer.BadParameter(f"{w!r}: expected name=value", param_hint="--where")
+        extra.setdefault(key, []).append(value)
+    for key, values in extra.items():
+        filters[key] = values if len(values) > 1 else values[0]
+    with _api_errors(), _client(server, api_key) as client:
+        found = [r.as_dict() for r in client.runs(limit=limit, page_size=min(limit, 500), **filters)]
+    if json_output:
+        _echo_json(found)
+        return
+    header = ["id", "status", "name", "d", "rank", "gamma_w", "gamma_sigma2", "dynamics", "step", "created_at"]
+    rows = [[r["id"], r["status"], r.get("name") or "-", str(r["d"]), str(r["rank"]), _fmt(r["gamma_w"]),
+             _fmt(r["gamma_sigma2"]), ",".join(r.get("dynamics") or []),
+             f"{r['progress']['step']}/{r['progress']['total']}", str(r["created_at"])[:19]] for r in found]  # fmt: skip
+    _table(rows, header)
+
+
+def fetch(
+    run_id: RunIdArg,
+    out: Annotated[Path, typer.Option(help="where to write the trajectory: .parquet, .csv or .json")],
+    dynamics: Annotated[
+        Optional[list[str]], typer.Option(help="only this dynamics (repeatable)", show_default=False)  # noqa: UP045
+    ] = None,
+    server: ServerOpt = DEFAULT_SERVER,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Download a finished run's trajectory (format from the file's extension)."""
+    from lindyn.client import TRAJECTORY_FORMATS
+
+    fmt = out.suffix.lstrip(".").lower()
+    if fmt not in TRAJECTORY_FORMATS:
+        raise _fail(f"--out: unknown format {out.suffix or '(none)'!r} for {out}: use .parquet, .csv or .json", 2)
+    with _api_errors(), _client(server, api_key) as client:
+        client.run(run_id).export(out, fmt, dynamics=dynamics)
+    typer.echo(f"trajectory of run {run_id} written to {out}", err=True)
+
+
+def figure(
+    run_id: RunIdArg,
+    out: Annotated[Path, typer.Option(help="where to write the figure: .png or .svg")],
+    server: ServerOpt = DEFAULT_SERVER,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Download a finished run's figure (the paper's Figure 1 for this run)."""
+    from lindyn.client import FIGURE_FORMATS
+
+    fmt = out.suffix.lstrip(".").lower()
+    if fmt not in FIGURE_FORMATS:
+        raise _fail(f"--out: unknown format {out.suffix or '(none)'!r} for {out}: use .png or .svg", 2)
+    with _api_errors(), _client(server, api_key) as client:
+        client.run(run_id).figure(out, fmt)
+    typer.echo(f"figure of run {run_id} written to {out}", err=True)
+
+
+def cancel(run_id: RunIdArg, json_output: JsonOpt = False, server: ServerOpt = DEFAULT_SERVER,
+           api_key: ApiKeyOpt = None) -> None:  # fmt: skip
+    """Cancel a queued or running run (exit 1 if it already finished)."""
+    with _api_errors(), _client(server, api_key) as client:
+        run = client.run(run_id).cancel()
+    if json_output:
+        _echo_json(run.data)
+    else:
+        typer.echo(f"{run.id} {run.status}")
+
+
+@with_request_options
+def sweep(
+    request_data: dict[str, Any],
+    axis: Annotated[
+        list[str],
+        typer.Option(help="FIELD=linspace:START:STOP:N or FIELD=values:V1,V2,... (repeatable, one to three)",
+                     show_default=False),
+    ],
+    name: Annotated[Optional[str], typer.Option(help="a name to find the sweep by")] = None,  # noqa: UP045
+    chunk_size: Annotated[
+        Optional[int], typer.Option(min=1, help="grid points per worker task (default: the server's)")  # noqa: UP045
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="wait for every run, then print the sweep")] = False,
+    progress: Annotated[bool, typer.Option(help="progress bar on stderr while waiting")] = True,
+    json_output: JsonOpt = False,
+    server: ServerOpt = DEFAULT_SERVER,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Submit a grid of runs: the request flags give the base, each --axis a field and its values.
+
+    Prints the sweep's id and size, or with --wait its counts per status."""
+    from lindyn.client import axis_spec
+
+    axes: dict[str, dict[str, Any]] = {}
+    for a in axis:
+        field, sep, spec = a.partition("=")
+        try:
+            if not field or not sep:
+                raise ValueError(f"{a!r}: expected FIELD=linspace:START:STOP:N or FIELD=values:V1,V2,...")
+            axes[field.strip()] = axis_spec(spec)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--axis") from None
+    with _api_errors(), _client(server, api_key) as client:
+        sw = client.sweep(request_data, axes, name=name, chunk_size=chunk_size)
+        created = sw.as_dict()
+        if wait:
+            sw.wait(progress=progress)
+            if json_output:
+                _echo_json(sw.data)
+            else:
+                _print_sweep(sw.data)
+        elif json_output:
+            _echo_json(created)
+        else:
+            typer.echo(f"{sw.id} {created.get('total')} runs")
+
+
+def _print_sweep(data: dict[str, Any]) -> None:
+    counts = " ".join(f"{k}={v}" for k, v in (data.get("counts") or {}).items() if v)
+    p = data.get("progress") or {}
+    typer.echo(f"sweep {data['id']}  {data['status']}  {p.get('finished', 0)}/{p.get('total', 0)} finished  {counts}")
+    axes = data.get("axes") or {}
+    typer.echo("axes " + "  ".join(f"{k}: {len(v)} values {_fmt(v[0])}..{_fmt(v[-1])}" for k, v in axes.items() if v))
+
+
+def table(
+    sweep_id: Annotated[str, typer.Argument(help="the sweep's id", show_default=False)],
+    out: Annotated[
+        Optional[Path], typer.Option(help="write the table: .parquet, .csv or .json (default: print it)")  # noqa: UP045
+    ] = None,
+    json_output: JsonOpt = False,
+    server: ServerOpt = DEFAULT_SERVER,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """A sweep's results, one row per grid point: write it to --out, or print it."""
+    from lindyn.client import TRAJECTORY_FORMATS
+
+    if out is not None:
+        fmt = out.suffix.lstrip(".").lower()
+        if fmt not in TRAJECTORY_FORMATS:
+            raise _fail(f"--out: unknown format {out.suffix or '(none)'!r} for {out}: use .parquet, .csv or .json", 2)
+    with _api_errors(), _client(server, api_key) as client:
+        sw = client.get_sweep(sweep_id)
+        if out is not None:
+            sw.export_table(out, fmt)
+            typer.echo(f"table of sweep {sweep_id} written to {out}", err=True)
+            return
+        frame = sw.table()
+    if json_output:
+        typer.echo(frame.to_json(orient="records", indent=2))
+    else:
+        import pandas as pd  # type: ignore[import-untyped]
+
+        with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 250):
+            typer.echo(frame.to_string(index=False))
+
+
+def phase_diagram(
+    sweep_id: Annotated[str, typer.Argument(help="the sweep's id", show_default=False)],
+    out: Annotated[Path, typer.Option(help="where to write the figure: .png or .svg")],
+    metric: Annotated[
+        str, typer.Option(help="a summary metric (min_test_error, log_max_distance, gd.stable_rank_at_min, ...) "
+                          "or figure2 for the paper's four panels")
+    ] = "min_test_error",
+    dynamics: Annotated[str, typer.Option(help="the dynamics of an unprefixed metric")] = "gd",
+    server: ServerOpt = DEFAULT_SERVER,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Download a sweep's phase diagram: a heat map of a metric over its two axes."""
+    from lindyn.client import FIGURE_FORMATS
+
+    fmt = out.suffix.lstrip(".").lower()
+    if fmt not in FIGURE_FORMATS:
+        raise _fail(f"--out: unknown format {out.suffix or '(none)'!r} for {out}: use .png or .svg", 2)
+    with _api_errors(), _client(server, api_key) as client:
+        client.get_sweep(sweep_id).phase_diagram(out, metric, dynamics=dynamics, format=fmt)
+    typer.echo(f"phase diagram of sweep {sweep_id} written to {out}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("phase-diagram")(phase_diagram)
+    for command in (submit, status, wait, runs, fetch, figure, cancel, sweep, table):
+        app.command(command.__name__)(command)

@@ -1,0 +1,135 @@
+"""lindyn.Client without a server (httpx.MockTransport): retries with backoff on connection errors and
+502/503/504 but never on 4xx, the API's errors as exceptions with its message, paging, the bodies sent.
+(Against the real service: tests/e2e/test_lab_tools.py.)"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from lindyn import Client, LindynError, NotFound, ValidationFailed
+from lindyn.client import Conflict, ServiceUnavailable, Unauthorized
+
+RUN = {"id": "11111111-1111-1111-1111-111111111111", "status": "queued"}
+
+
+def _client(handler: Callable[[httpx.Request], httpx.Response], **kw: Any) -> Client:
+    return Client("http://lindyn.test", transport=httpx.MockTransport(handler), backoff=0.001, **kw)
+
+
+def test_retries_502_503_504_and_connection_errors_then_succeeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    sleeps: list[float] = []
+    monkeypatch.setattr("lindyn.client.time.sleep", sleeps.append)
+    answers: list[Any] = [httpx.ConnectError("refused"), 502, 503, 504]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if answers:
+            a = answers.pop(0)
+            if isinstance(a, Exception):
+                raise a
+            return httpx.Response(a, json={"detail": "busy"})
+        return httpx.Response(200, json={**RUN, "status": "succeeded"})
+
+    c = Client("http://lindyn.test", transport=httpx.MockTransport(handler), retries=4, backoff=0.5, max_backoff=3)
+    assert c.run(RUN["id"]).status == "succeeded"
+    assert len(sleeps) == 4
+    # exponential (with jitter between half and all of it), capped
+    for attempt, s in enumerate(sleeps):
+        full = min(3, 0.5 * 2**attempt)
+        assert full / 2 <= s <= full
+
+
+def test_gives_up_after_the_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("lindyn.client.time.sleep", lambda s: None)
+    calls = []
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        raise httpx.ConnectError("Connection refused")
+
+    with pytest.raises(ServiceUnavailable, match="cannot reach the lindyn service at http://lindyn.test"):
+        _client(refused, retries=2).run("x")
+    assert len(calls) == 3
+
+    def unavailable(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(503, json={"detail": "job queue unreachable: down"})
+
+    calls.clear()
+    with pytest.raises(ServiceUnavailable, match="job queue unreachable") as err:
+        _client(unavailable, retries=1).submit({"d": 5})
+    assert err.value.status_code == 503 and len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "cls", "message"),
+    [
+        (404, {"detail": "run x not found"}, NotFound, "run x not found"),
+        (409, {"detail": "run x is queued: it has no trajectory"}, Conflict, "no trajectory"),
+        (401, {"detail": "this request needs an API key"}, Unauthorized, "API key"),
+        (400, {"detail": "bad"}, LindynError, "bad"),
+        (500, "Internal Server Error", LindynError, "Internal Server Error"),
+    ],
+)
+def test_4xx_and_500_are_not_retried_and_carry_the_message(
+    status: int, body: Any, cls: type[LindynError], message: str
+) -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(status, json=body) if isinstance(body, dict) else httpx.Response(status, text=body)
+
+    with pytest.raises(cls, match=message) as err:
+        _client(handler).run("x")
+    assert err.value.status_code == status and len(calls) == 1
+
+
+def test_validation_errors_name_their_fields() -> None:
+    detail = [{"loc": ["body", "rank"], "field": "rank", "msg": "rank must be between 1 and d", "type": "value_error"},
+              {"loc": ["body", "d"], "field": "d", "msg": "too big", "type": "value_error"}]  # fmt: skip
+    c = _client(lambda r: httpx.Response(422, json={"detail": detail}))
+    with pytest.raises(ValidationFailed) as err:
+        c.submit(d=5, rank=9)
+    assert err.value.fields == {"rank": "rank must be between 1 and d", "d": "too big"}
+    assert str(err.value) == "rank: rank must be between 1 and d; d: too big"
+    assert err.value.errors == detail
+
+
+def test_submit_body_labels_force_and_api_key() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(202, json=RUN)
+
+    c = Client("http://lindyn.test/", api_key="k3y", transport=httpx.MockTransport(handler))
+    run = c.submit({"d": 10, "rank": 2}, rank=3, name="n", tags={"a": "b"}, force=True)
+    assert run.id == RUN["id"] and run.status == "queued"
+    (req,) = seen
+    assert json.loads(req.content) == {"d": 10, "rank": 3, "name": "n", "tags": {"a": "b"}}
+    assert req.url.params["force"] == "true" and req.headers["authorization"] == "Bearer k3y"
+    with pytest.raises(TypeError):
+        c.submit(42)
+
+
+def test_runs_follow_the_cursor_and_stop_at_limit() -> None:
+    pages = {None: (["a", "b"], "c1"), "c1": (["c", "d"], "c2"), "c2": (["e"], None)}
+    seen: list[httpx.QueryParams] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.params)
+        ids, nxt = pages[request.url.params.get("cursor")]
+        items = [{"id": i, "status": "succeeded"} for i in ids]
+        return httpx.Response(200, json={"items": items, "total": 5, "limit": 2, "offset": 0, "next_cursor": nxt})
+
+    c = _client(handler)
+    assert [r.id for r in c.runs(page_size=2, status=["queued", "running"], tags={"k": "v"}, d=5)] == list("abcde")
+    assert seen[0].get_list("status") == ["queued", "running"] and seen[0]["tag"] == "k=v" and seen[0]["d"] == "5"
+    seen.clear()
+    assert [r.id for r in c.runs(page_size=2, limit=3)] == ["a", "b", "c"]
+    assert [p["limit"] for p in seen] == ["2", "1"]
