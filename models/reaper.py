@@ -121,8 +121,14 @@ def reap(factory: sessionmaker[Session], stale_after_s: float, send: Callable[[u
             send(run_id, backend)
         except Exception:
             log.exception("run %s: its task could not be sent; tried again at the next round", run_id)
-            back = update(Run).where(Run.id == run_id, Run.status == RunStatus.queued.value)
-            in_transaction(factory, lambda s, stmt=back.values(status=RunStatus.running.value): s.execute(stmt))
+            in_transaction(factory, lambda s, r=run_id: _put_back(s, r))  # type: ignore[misc]
             continue
         n += 1
     return n
+
+
+def _put_back(session: Session, run_id: uuid.UUID) -> None:
+    """A requeued run whose task could not be sent: running again, with its old (stale) heartbeat gone."""
+    session.execute(
+        update(Run).where(Run.id == run_id, Run.status == RunStatus.queued.value).values(status=RunStatus.running.value)
+    )
