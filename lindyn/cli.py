@@ -5,6 +5,7 @@
 - keys.py:     ``lindyn keys create|list|revoke`` (API keys, stored hashed)
 - remote.py:   ``lindyn submit|status|wait|runs|fetch|figure|cancel|sweep|table|phase-diagram`` (a running
                service, through lindyn.client)
+- reproduce.py: ``lindyn reproduce figure1|figure2`` (the paper's settings, through a service)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def main() -> None:
 def _register() -> None:
     import importlib
 
-    for module in ("simulate", "server", "keys", "remote"):
+    for module in ("simulate", "server", "keys", "remote", "reproduce"):
         try:
             mod = importlib.import_module(f"lindyn.commands.{module}")
         except ModuleNotFoundError as exc:  # a group not written yet
