@@ -469,12 +469,15 @@ class Run:
             if bar is not None:
                 bar.close()
 
-    def trajectory(self, dynamics: str | list[str] | None = None) -> Any:
-        """The trajectory as a pandas DataFrame (columns dynamics, step and the metrics), fetched as Parquet.
+    def trajectory(self, dynamics: str | list[str] | None = None, *, spectrum: bool = False) -> Any:
+        """The trajectory as a pandas DataFrame (columns dynamics, step and the metrics), fetched as Parquet;
+        with ``spectrum``, a column ``spectrum`` holding the singular values where recorded (else None).
         Conflict if the run has no trajectory (not finished, failed or cancelled)."""
         import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
         params: list[tuple[str, Any]] = [("format", "parquet")]
+        if spectrum:
+            params.append(("spectrum", "true"))
         if dynamics is not None:
             params += [("dynamics", d) for d in ([dynamics] if isinstance(dynamics, str) else dynamics)]
         response = self.client.request("GET", f"/v1/runs/{self.id}/trajectory", params=params)

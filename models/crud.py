@@ -308,13 +308,20 @@ def trajectory_rows(run_id: uuid.UUID, result: SimulationResult) -> list[dict[st
     return rows
 
 
-def trajectory_columns(session: Session, run: Run, dynamics: Sequence[str] | None = None) -> dict[str, list[Any]]:
+def trajectory_columns(
+    session: Session, run: Run, dynamics: Sequence[str] | None = None, *, spectrum: bool = False
+) -> dict[str, list[Any]]:
     """Long format, as ``SimulationResult.trajectory_columns``: columns TRAJECTORY_COLUMNS, one row per
     (dynamics, recorded step), dynamics in the run's order. Non-finite values come back as None (NaN) or
-    as stored (+-inf)."""
+    as stored (+-inf). With ``spectrum``, a column ``spectrum``: the singular values (a list, s_1 first)
+    where they were recorded at that step, else None."""
     names = [n for n in run.dynamics_list if dynamics is None or n in dynamics]
     out: dict[str, list[Any]] = {c: [] for c in TRAJECTORY_COLUMNS}
-    cols = [getattr(TrajectoryPoint, c) for c in ("step", *METRIC_COLUMNS)]
+    fields = ("step", *METRIC_COLUMNS)
+    cols = [getattr(TrajectoryPoint, c) for c in fields]
+    if spectrum:
+        out["spectrum"] = []
+        cols.append(TrajectoryPoint.spectrum)
     for name in names:
         stmt = (
             select(*cols)
@@ -323,8 +330,11 @@ def trajectory_columns(session: Session, run: Run, dynamics: Sequence[str] | Non
         )
         for rec in session.execute(stmt):
             out["dynamics"].append(name)
-            for c, v in zip(("step", *METRIC_COLUMNS), rec):
+            for c, v in zip(fields, rec):
                 out[c].append(v)
+            if spectrum:
+                blob = rec[-1]
+                out["spectrum"].append(None if blob is None else decode_spectrum(blob).tolist())
     return out
 
 

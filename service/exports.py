@@ -9,13 +9,65 @@ from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fastapi import Response
+from fastapi import HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from service.schemas.runs import finite_or_none
 
 ExportFormat = Literal["json", "csv", "parquet"]
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
+_ACCEPTED: dict[str, ExportFormat] = {
+    "application/json": "json",
+    "text/csv": "csv",
+    PARQUET_MEDIA_TYPE: "parquet",
+    "application/x-parquet": "parquet",
+}
+
+
+def export_format(
+    request: Request,
+    format: ExportFormat | None = Query(  # noqa: A002, B008 - the query parameter is called format
+        None, description="json (columnar), csv or parquet; without it, the Accept header decides (default json)"
+    ),
+) -> ExportFormat:
+    """The format of an export: ``?format=`` if given, else the first media type of the Accept header that
+    is one of application/json, text/csv, application/vnd.apache.parquet (*/* or none: json); 406 when
+    the Accept header names only other types."""
+    if format is not None:
+        return format
+    accept = request.headers.get("accept", "")
+    if not accept.strip():
+        return "json"
+    ranked = []
+    for i, part in enumerate(accept.split(",")):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for p in params:
+            if p.startswith("q="):
+                try:
+                    q = float(p[2:])
+                except ValueError:
+                    q = 0.0
+        ranked.append((-q, i, media.lower()))
+    for neg_q, _, media in sorted(ranked):
+        if neg_q < 0 and media in _ACCEPTED:
+            return _ACCEPTED[media]
+        if neg_q < 0 and media in ("*/*", "application/*", "text/*"):
+            return "csv" if media == "text/*" else "json"
+    raise HTTPException(
+        status.HTTP_406_NOT_ACCEPTABLE,
+        f"cannot produce {accept!r}: use application/json, text/csv or {PARQUET_MEDIA_TYPE} (or ?format=)",
+    )
+
+
+def expand_list_column(columns: dict[str, list[Any]], name: str, prefix: str) -> dict[str, list[Any]]:
+    """For JSON and CSV: a column of lists (or None) becomes columns ``prefix1``, ``prefix2``, ... (None-padded)."""
+    values = columns[name]
+    width = max((len(v) for v in values if v is not None), default=0)
+    out = {k: v for k, v in columns.items() if k != name}
+    for j in range(width):
+        out[f"{prefix}{j + 1}"] = [None if v is None or j >= len(v) else v[j] for v in values]
+    return out
 
 
 def columns_response(

@@ -16,7 +16,7 @@ from models import Run, RunStatus, RunTag
 from models import queries
 from models.crud import cancel_run, fail_run, find_reusable_run, new_run, trajectory_columns
 from service.deps import QueueDep, SessionDep, SettingsDep
-from service.exports import ExportFormat, columns_response
+from service.exports import ExportFormat, columns_response, expand_list_column, export_format
 from service.figures import run_figure_of
 from service.plots import MEDIA_TYPES, ImageFormat
 from service.schemas.run_filters import RunFilters, query_of
@@ -201,16 +201,23 @@ def read_run(run: RunDep) -> RunRead:
             "content": {"application/json": {}, "text/csv": {}, "application/vnd.apache.parquet": {}},
         },
         409: {"description": "the run has no trajectory (not finished, failed or cancelled)"},
+        406: {"description": "the Accept header names no format this endpoint produces"},
         422: {"description": "a dynamics the run did not run, or an unknown format"},
     },
 )
 def read_trajectory(
     run: RunDep,
     session: SessionDep,
+    fmt: Annotated[ExportFormat, Depends(export_format)],
     dynamics: Annotated[list[DynamicsName] | None, Query(description="only these dynamics (repeatable)")] = None,
-    format: Annotated[ExportFormat, Query(description="json (columnar), csv or parquet")] = "json",  # noqa: A002
+    spectrum: Annotated[
+        bool,
+        Query(description="add the singular values where recorded: columns s_1..s_d (JSON, CSV) or a list "
+              "column `spectrum` (Parquet); null at steps without a spectrum"),
+    ] = False,
 ) -> Response:
-    """One row per (dynamics, recorded step): the columns of ``lindyn simulate --out``."""
+    """One row per (dynamics, recorded step): the columns of ``lindyn simulate --out``. The format:
+    ``?format=``, else the Accept header."""
     if run.status not in (RunStatus.succeeded, RunStatus.diverged):
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run.id} is {run.status}: it has no trajectory")
     missing = [name for name in dynamics or [] if name not in run.dynamics_list]
@@ -220,8 +227,14 @@ def read_trajectory(
             [{"loc": ["query", "dynamics"], "field": "dynamics", "type": "value_error",
               "msg": f"run {run.id} did not run {', '.join(missing)} (it ran {', '.join(run.dynamics_list)})"}],
         )
-    columns = trajectory_columns(session, run, dynamics)
-    return columns_response(columns, format, filename=f"trajectory-{run.id}", types=TRAJECTORY_TYPES)
+    columns = trajectory_columns(session, run, dynamics, spectrum=spectrum)
+    types = TRAJECTORY_TYPES
+    if spectrum and fmt == "parquet":
+        types = {**TRAJECTORY_TYPES, "spectrum": pa.list_(pa.float64())}
+    elif spectrum:
+        columns = expand_list_column(columns, "spectrum", "s_")
+        types = {**TRAJECTORY_TYPES, **{name: pa.float64() for name in columns if name.startswith("s_")}}
+    return columns_response(columns, fmt, filename=f"trajectory-{run.id}", types=types)
 
 
 @router.get(

@@ -12,7 +12,7 @@ from dynamics.request import DynamicsName
 from models import Sweep
 from models.crud import cancel_sweep, create_sweep, fail_runs, sweep_runs, sweep_states
 from service.deps import QueueDep, SessionDep, SettingsDep
-from service.exports import ExportFormat, columns_response
+from service.exports import ExportFormat, columns_response, export_format
 from service.figures import FigureError, sweep_phase_diagram
 from service.grid import Grid, GridError, chunks, expand, table
 from service.plots import MEDIA_TYPES, ImageFormat
@@ -127,17 +127,19 @@ def cancel(sweep: SweepDep, session: SessionDep) -> SweepRead:
             "per column), CSV or Parquet",
             "content": {"application/json": {}, "text/csv": {}, "application/vnd.apache.parquet": {}},
         },
+        406: {"description": "the Accept header names no format this endpoint produces"},
         422: {"description": "an unknown format"},
     },
 )
 def read_table(
     sweep: SweepDep,
     session: SessionDep,
-    format: Annotated[ExportFormat, Query(description="json (columnar), csv or parquet")] = "json",  # noqa: A002
+    fmt: Annotated[ExportFormat, Depends(export_format)],
 ) -> Response:
-    """The sweep's results, one row per grid point in grid order (null where a run has not finished)."""
+    """The sweep's results, one row per grid point in grid order (null where a run has not finished).
+    The format: ``?format=``, else the Accept header."""
     columns, types = table(sweep.axes, sweep_runs(session, sweep.id))
-    return columns_response(columns, format, filename=f"sweep-{sweep.id}", types=types)
+    return columns_response(columns, fmt, filename=f"sweep-{sweep.id}", types=types)
 
 
 @router.get(

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -104,6 +105,11 @@ def test_submit_wait_summary_trajectory_equal_dynamics(client: Client, tmp_path:
     pd.testing.assert_frame_equal(run.trajectory(), pd.DataFrame(columns))
     only_sc = run.trajectory("self_consistent")
     pd.testing.assert_frame_equal(only_sc, pd.DataFrame(expected.trajectory_columns(["self_consistent"])))
+    # the spectrum, where it was recorded, equals the simulated singular values
+    with_spectrum = run.trajectory("gd", spectrum=True)
+    traj = expected.trajectories["gd"]
+    for step, values in zip(traj.spectrum_steps.tolist(), traj.spectrum, strict=True):
+        np.testing.assert_array_equal(with_spectrum.set_index("step").loc[step, "spectrum"], values)
     # the same request again answers the same run; a SimulationRequest works as well as a dict
     assert client.submit(SimulationRequest.model_validate(BODY)).id == run.id
     assert client.run(run.id).summary == run.summary
