@@ -1,6 +1,7 @@
 """``lindyn reproduce``: the paper's settings, and a small Figure 2 end to end on a private embedded service."""
 
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pandas as pd
@@ -23,18 +24,27 @@ def test_paper_settings() -> None:
 
 
 @pytest.mark.e2e
-def test_reproduce_figure2_small_on_an_embedded_service(tmp_path: Path) -> None:
-    """A 3 x 3 grid at d = 12 through `lindyn reproduce figure2 --embedded`: the figure decodes, the table
-    has 9 rows equal to each point run alone."""
+@pytest.mark.parametrize("fmt", ["png", "svg"])
+def test_reproduce_figure2_small_on_an_embedded_service(tmp_path: Path, fmt: str) -> None:
+    """A 3 x 3 grid at d = 12 through `lindyn reproduce figure2 --embedded` (real API and worker processes):
+    the figure decodes (the SVG names the theory's lines), the table has 9 rows equal to each point run alone."""
     r = CliRunner().invoke(
         app,
-        ["reproduce", "figure2", "--embedded", "--out-dir", str(tmp_path), "--d", "12", "--grid", "3", "--steps", "60"],
-    )
+        ["reproduce", "figure2", "--embedded", "--out-dir", str(tmp_path), "--d", "12", "--grid", "3",
+         "--steps", "60", "--format", fmt],
+    )  # fmt: skip
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout[r.stdout.index("{") :])
     assert report["points"] == 9 and report["counts"]["succeeded"] == 9
-    with Image.open(tmp_path / "figure2.png") as img:
-        assert img.size[0] > 500
+    if fmt == "png":
+        with Image.open(tmp_path / "figure2.png") as img:
+            img.load()
+            assert img.format == "PNG" and img.size[0] > 500
+    else:
+        root = ET.fromstring((tmp_path / "figure2.svg").read_bytes())
+        texts = "\n".join("".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text"))
+        for label in ("active / lazy", "infinite noise", "underparametrised", "log max distance"):
+            assert label in texts, label
     table = pd.read_parquet(tmp_path / "figure2.parquet")
     assert len(table) == 9
     base, _ = figure2_request(12, 3, ["gd", "self_consistent"], 60)
