@@ -20,9 +20,9 @@ import io
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -375,31 +375,35 @@ def _param(v: Any) -> Any:
 
 
 # ---- a run ------------------------------------------------------------------------------------------------
-class Run:
-    """A run of the service. Attributes reflect the last ``refresh()`` (``wait()`` refreshes)."""
+class _Resource:
+    """A run or a sweep of the service: its id and what the service last answered about it."""
 
-    def __init__(self, client: Client, run_id: str, data: Mapping[str, Any] | None = None) -> None:
+    _collection = ""  # "runs" or "sweeps"
+    _full_key = ""  # a key only the full answer (GET /v1/<collection>/{id}) has, not a list's item
+    _terminal: Collection[str] = ()
+
+    def __init__(self, client: Client, resource_id: str, data: Mapping[str, Any] | None = None) -> None:
         self.client = client
-        self.id = str(run_id)
+        self.id = str(resource_id)
         self._data: dict[str, Any] = dict(data or {})
-        self._full = "request" in self._data
+        self._full = self._full_key in self._data
 
     def __repr__(self) -> str:
-        return f"Run({self.id!r}, status={self._data.get('status')!r})"
+        return f"{type(self).__name__}({self.id!r}, status={self._data.get('status')!r})"
 
-    def refresh(self) -> Run:
-        """Read the run again from the service."""
-        self._data = dict(self.client._json("GET", f"/v1/runs/{self.id}"))
+    def refresh(self) -> Self:
+        """Read it again from the service."""
+        self._data = dict(self.client._json("GET", f"/v1/{self._collection}/{self.id}"))
         self._full = True
         return self
 
     def as_dict(self) -> dict[str, Any]:
-        """What the service last answered about this run (no request made)."""
+        """What the service last answered (no request made)."""
         return dict(self._data)
 
     @property
     def data(self) -> dict[str, Any]:
-        """Everything GET /v1/runs/{id} answered (read once if this run came from a list)."""
+        """Everything GET /v1/<runs|sweeps>/{id} answered (read once if this came from a list)."""
         if not self._full:
             self.refresh()
         return self._data
@@ -412,7 +416,13 @@ class Run:
 
     @property
     def done(self) -> bool:
-        return self.status in TERMINAL
+        return self.status in self._terminal
+
+
+class Run(_Resource):
+    """A run of the service. Attributes reflect the last ``refresh()`` (``wait()`` refreshes)."""
+
+    _collection, _full_key, _terminal = "runs", "request", TERMINAL
 
     @property
     def summary(self) -> dict[str, dict[str, Any]]:
@@ -510,43 +520,11 @@ class Run:
 
 
 # ---- a sweep ----------------------------------------------------------------------------------------------
-class Sweep:
-    """A grid of runs. Attributes reflect the last ``refresh()`` (``wait()`` refreshes)."""
+class Sweep(_Resource):
+    """A grid of runs (status: queued, running, finished or cancelled; ``data`` adds total, counts per run
+    status, progress and axes). Attributes reflect the last ``refresh()`` (``wait()`` refreshes)."""
 
-    def __init__(self, client: Client, sweep_id: str, data: Mapping[str, Any] | None = None) -> None:
-        self.client = client
-        self.id = str(sweep_id)
-        self._data: dict[str, Any] = dict(data or {})
-        self._full = "base" in self._data
-
-    def __repr__(self) -> str:
-        return f"Sweep({self.id!r}, status={self._data.get('status')!r})"
-
-    def refresh(self) -> Sweep:
-        self._data = dict(self.client._json("GET", f"/v1/sweeps/{self.id}"))
-        self._full = True
-        return self
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self._data)
-
-    @property
-    def data(self) -> dict[str, Any]:
-        """Everything GET /v1/sweeps/{id} answered: status, total, counts per run status, progress, axes."""
-        if not self._full:
-            self.refresh()
-        return self._data
-
-    @property
-    def status(self) -> str:
-        """queued, running, finished or cancelled."""
-        if "status" not in self._data:
-            self.refresh()
-        return str(self._data["status"])
-
-    @property
-    def done(self) -> bool:
-        return self.status in ("finished", "cancelled")
+    _collection, _full_key, _terminal = "sweeps", "base", ("finished", "cancelled")
 
     @property
     def total(self) -> int:
