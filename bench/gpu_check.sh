@@ -2,6 +2,11 @@
 # One prepared run for the GPU machine (issue 7): install what is missing, the CuPy-vs-NumPy tests, the
 # GPU benchmark. Run from the repository root:   bash bench/gpu_check.sh OUTDIR
 #
+# - Before the device run, on the development machine (the folder is git-ignored, so a new checkout needs this):
+#     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+#       -d .whl pydantic==2.14.4 pydantic-core==2.50.5 annotated-types typing-inspection typing-extensions
+#   then the device tool's run with command `bash bench/gpu_check.sh "$OUT"`, carry [".whl"], timeout_s 540.
 # - Missing Python packages come from carried wheels in .whl/ (pydantic and its needs: the GPU image has
 #   numpy, cupy, pytest, pytest-timeout, hypothesis, torch, but no pydantic), installed with --target into
 #   /tmp/site; the repository itself is put on PYTHONPATH (not pip-installed).
