@@ -418,11 +418,51 @@ class _Resource:
     def done(self) -> bool:
         return self.status in self._terminal
 
+    _unit = "steps"
+
+    def _counts(self) -> tuple[int, int]:
+        """(done, total) for the progress bar, from the last answer."""
+        raise NotImplementedError
+
+    def _poll(
+        self,
+        progress: bool,
+        timeout: float | None,
+        poll: float,
+        max_poll: float,
+        on_update: Callable[[Any], None] | None = None,
+    ) -> Self:
+        """Refresh until done, waiting ``poll`` seconds growing by 1.5x to ``max_poll``; a progress bar on
+        stderr if ``progress``; TimeoutError after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        name = type(self).__name__.lower()
+        bar = _ProgressBar(f"{name} {self.id[:8]}", unit=self._unit) if progress else None
+        delay = poll
+        try:
+            while True:
+                self.refresh()
+                if bar is not None:
+                    bar.update(*self._counts(), self.status)
+                if on_update is not None:
+                    on_update(self)
+                if self.done:
+                    return self
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"{name} {self.id} is still {self.status} after {timeout} s")
+                time.sleep(delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic())))
+                delay = min(max_poll, delay * 1.5)
+        finally:
+            if bar is not None:
+                bar.close()
+
 
 class Run(_Resource):
     """A run of the service. Attributes reflect the last ``refresh()`` (``wait()`` refreshes)."""
 
     _collection, _full_key, _terminal = "runs", "request", TERMINAL
+
+    def _counts(self) -> tuple[int, int]:
+        return self.progress
 
     @property
     def summary(self) -> dict[str, dict[str, Any]]:
@@ -458,26 +498,7 @@ class Run(_Resource):
         """Poll (with backoff from ``poll`` to ``max_poll`` seconds) until the run finished; a progress bar
         on stderr if ``progress``. TimeoutError after ``timeout`` seconds. Returns this run (check
         ``status``: succeeded, diverged, failed or cancelled)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        bar = _ProgressBar(f"run {self.id[:8]}") if progress else None
-        delay = poll
-        try:
-            while True:
-                self.refresh()
-                step, total = self.progress
-                if bar is not None:
-                    bar.update(step, total, self.status)
-                if on_update is not None:
-                    on_update(self)
-                if self.done:
-                    return self
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"run {self.id} is still {self.status} after {timeout} s")
-                time.sleep(delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic())))
-                delay = min(max_poll, delay * 1.5)
-        finally:
-            if bar is not None:
-                bar.close()
+        return self._poll(progress, timeout, poll, max_poll, on_update)
 
     def trajectory(self, dynamics: str | list[str] | None = None, *, spectrum: bool = False) -> Any:
         """The trajectory as a pandas DataFrame (columns dynamics, step and the metrics), fetched as Parquet;
@@ -525,6 +546,11 @@ class Sweep(_Resource):
     status, progress and axes). Attributes reflect the last ``refresh()`` (``wait()`` refreshes)."""
 
     _collection, _full_key, _terminal = "sweeps", "base", ("finished", "cancelled")
+    _unit = "runs"
+
+    def _counts(self) -> tuple[int, int]:
+        p = self._data.get("progress") or {}
+        return int(p.get("finished", 0)), int(p.get("total", 0))
 
     @property
     def total(self) -> int:
@@ -538,24 +564,7 @@ class Sweep(_Resource):
              max_poll: float = 3.0) -> Sweep:  # fmt: skip
         """Poll until every run of the sweep finished (or it was cancelled); a progress bar on stderr
         (runs finished of the total) if ``progress``. TimeoutError after ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        bar = _ProgressBar(f"sweep {self.id[:8]}", unit="runs") if progress else None
-        delay = poll
-        try:
-            while True:
-                self.refresh()
-                p = self._data.get("progress") or {}
-                if bar is not None:
-                    bar.update(int(p.get("finished", 0)), int(p.get("total", 0)), self.status)
-                if self.done:
-                    return self
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"sweep {self.id} is still {self.status} after {timeout} s")
-                time.sleep(delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic())))
-                delay = min(max_poll, delay * 1.5)
-        finally:
-            if bar is not None:
-                bar.close()
+        return self._poll(progress, timeout, poll, max_poll)
 
     def table(self) -> Any:
         """One row per grid point (the axes' values, run_id, status, <dynamics>.<metric>, ...) as a pandas
