@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Settings
@@ -28,6 +29,21 @@ def get_db(factory: Annotated[sessionmaker[Session], Depends(get_sessionmaker_de
 
 def get_queue(request: Request) -> RunQueue:
     return request.app.state.queue
+
+
+T = TypeVar("T")
+
+
+def get_or_404(session: Session, model: type[T], id_text: str, noun: str) -> T:
+    """The row of ``model`` with this UUID; 404 "<noun> <id> not found" if there is none or the id is malformed."""
+    try:
+        key: uuid.UUID | None = uuid.UUID(id_text)
+    except ValueError:
+        key = None
+    row = session.get(model, key) if key is not None else None
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{noun} {id_text} not found")
+    return row
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

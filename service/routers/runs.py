@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Annotated, Any
 
 import pyarrow as pa
@@ -15,7 +14,7 @@ from dynamics.request import DynamicsName, error_details
 from models import Run, RunStatus, RunTag
 from models import queries
 from models.crud import cancel_run, fail_run, find_reusable_run, new_run, trajectory_columns
-from service.deps import QueueDep, SessionDep, SettingsDep
+from service.deps import QueueDep, SessionDep, SettingsDep, get_or_404
 from service.exports import ExportFormat, columns_response, expand_list_column, export_format
 from service.figures import run_figure_of
 from service.plots import MEDIA_TYPES, ImageFormat
@@ -99,14 +98,7 @@ async def simulation_request(request: Request, settings: SettingsDep) -> Simulat
 
 
 def run_or_404(run_id: str, session: SessionDep) -> Run:
-    try:
-        key = uuid.UUID(run_id)
-    except ValueError:
-        key = None
-    run = session.get(Run, key) if key is not None else None
-    if run is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} not found")
-    return run
+    return get_or_404(session, Run, run_id, "run")
 
 
 RunDep = Annotated[Run, Depends(run_or_404)]

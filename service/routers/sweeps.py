@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
@@ -11,7 +10,7 @@ from sqlalchemy import func, select
 from dynamics.request import DynamicsName
 from models import Sweep
 from models.crud import cancel_sweep, create_sweep, fail_runs, sweep_runs, sweep_states
-from service.deps import QueueDep, SessionDep, SettingsDep
+from service.deps import QueueDep, SessionDep, SettingsDep, get_or_404
 from service.exports import ExportFormat, columns_response, export_format
 from service.figures import FigureError, sweep_phase_diagram
 from service.grid import Grid, GridError, chunks, expand, table
@@ -33,14 +32,7 @@ def sweep_grid(body: SweepCreate, settings: SettingsDep) -> tuple[SweepCreate, G
 
 
 def sweep_or_404(sweep_id: str, session: SessionDep) -> Sweep:
-    try:
-        key = uuid.UUID(sweep_id)
-    except ValueError:
-        key = None
-    sweep = session.get(Sweep, key) if key is not None else None
-    if sweep is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"sweep {sweep_id} not found")
-    return sweep
+    return get_or_404(session, Sweep, sweep_id, "sweep")
 
 
 SweepDep = Annotated[Sweep, Depends(sweep_or_404)]
