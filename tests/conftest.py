@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -36,8 +37,15 @@ def unavailable(what: str, exc: BaseException) -> None:
 
 
 @pytest.fixture
-def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database (dropped afterwards); its URL."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """Create an empty PostgreSQL database, give its URL, drop it afterwards (skip/fail if the server is down)."""
     admin_url = make_url(POSTGRES_URL)
     name = f"lindyn_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     try:
@@ -46,10 +54,12 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # noqa: BLE001
         unavailable(f"PostgreSQL at {admin_url.render_as_string(hide_password=True)}", exc)
-    yield admin_url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def redis_url_for(purpose: str) -> str:

@@ -145,3 +145,23 @@ class Api:
             return run if run["status"] not in ("queued", "running") else None
 
         return wait_for(finished, timeout, f"run {run_id} to finish", interval=0.25)
+
+
+def start_api(processes: Processes, env: dict[str, str]) -> Api:
+    """uvicorn serving service.main:app on a free port, waited for until /health answers 200."""
+    port = free_port()
+    processes.start(
+        "api", [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port)], env
+    )
+    api = Api(f"http://127.0.0.1:{port}", processes)
+    api.wait_healthy()
+    return api
+
+
+def start_worker(
+    processes: Processes, name: str, env: dict[str, str], concurrency: int = 1, queues: str = "cpu"
+) -> subprocess.Popen[bytes]:
+    """``lindyn worker`` on ``queues``, waited for until it says it is ready."""
+    proc = processes.start(name, [*LINDYN, "worker", "--queues", queues, "--concurrency", str(concurrency)], env)
+    wait_for(lambda: "ready" in processes.log(name), 60, f"{name} to be ready")
+    return proc

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from sqlalchemy.engine import make_url
 from models import Run, RunSummary, TrajectoryPoint
 from tests.conftest import POSTGRES_URL
 from tests.own_redis import RedisServer, own_redis  # noqa: F401 - a fixture
-from tests.e2e.conftest import LINDYN, Api, Processes, clean_env, free_port, wait_for
+from tests.e2e.conftest import LINDYN, Api, Processes, clean_env, start_api, start_worker, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -53,22 +52,6 @@ def service_env(tmp_path: Path, database_url: str, broker_url: str, **extra: str
 def migrate(env: dict[str, str]) -> None:
     done = subprocess.run([*LINDYN, "migrate"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-
-
-def start_api(processes: Processes, env: dict[str, str]) -> Api:
-    port = free_port()
-    processes.start(
-        "api", [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port)], env
-    )
-    api = Api(f"http://127.0.0.1:{port}", processes)
-    api.wait_healthy()
-    return api
-
-
-def start_worker(processes: Processes, name: str, env: dict[str, str], concurrency: int = 1) -> Any:
-    proc = processes.start(name, [*LINDYN, "worker", "--queues", "cpu", "--concurrency", str(concurrency)], env)
-    wait_for(lambda: "ready" in processes.log(name), 60, f"{name} to be ready")
-    return proc
 
 
 def sigkill(processes: Processes, proc: Any) -> None:

@@ -6,9 +6,7 @@ cancel; the CLI's output and exit codes."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,8 +17,6 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 import migrations
@@ -28,8 +24,8 @@ from dynamics import SimulationRequest, simulate
 from lindyn import Client
 from lindyn.cli import app
 from lindyn.client import Conflict, NotFound, ServiceUnavailable, ValidationFailed
-from tests.conftest import POSTGRES_URL, unavailable
-from tests.e2e.conftest import LINDYN, Api, Processes, clean_env, free_port, wait_for
+from tests.conftest import fresh_postgres_database, unavailable
+from tests.e2e.conftest import LINDYN, Processes, clean_env, free_port, start_api, start_worker, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -47,15 +43,11 @@ runner = CliRunner()
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The API and a worker (concurrency 2) on a fresh PostgreSQL database and a private redis-server."""
     folder = tmp_path_factory.mktemp("lab-tools")
-    admin_url = make_url(POSTGRES_URL)
-    name = f"lindyn_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
-        unavailable(f"PostgreSQL at {admin_url.render_as_string(hide_password=True)}", exc)
-    db_url = admin_url.set(database=name).render_as_string(hide_password=False)
+    with fresh_postgres_database() as db_url:
+        yield from _server(folder, db_url)
+
+
+def _server(folder: Path, db_url: str) -> Iterator[str]:
     procs = Processes(folder)
     try:
         redis_port = free_port()
@@ -67,19 +59,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         migrations.upgrade(db_url)
         env = clean_env(LINDYN_DATABASE_URL=db_url, LINDYN_BROKER_URL=f"redis://127.0.0.1:{redis_port}/0",
                         LINDYN_DATA_DIR=str(folder / "data"), LINDYN_PROGRESS_INTERVAL_S="0")  # fmt: skip
-        port = free_port()
-        procs.start("worker", [*LINDYN, "worker", "--queues", "cpu", "--concurrency", "2"], env)
-        procs.start("api", [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1",
-                            "--port", str(port)], env)  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        Api(url, procs).wait_healthy()
-        wait_for(lambda: "ready" in procs.log("worker"), 60, "the worker to be ready")
-        yield url
+        start_worker(procs, "worker", env, concurrency=2)
+        yield str(start_api(procs, env).http.base_url).rstrip("/")
     finally:
         procs.stop_all()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import io
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -17,7 +16,9 @@ import pytest
 
 from dynamics import SimulationRequest, simulate
 from tests.own_redis import RedisServer, own_redis  # noqa: F401 - a fixture
-from tests.e2e.conftest import LINDYN, Api, Processes, alive, children_of, clean_env, free_port, wait_for
+from tests.e2e.conftest import (
+    LINDYN, Api, Processes, alive, children_of, clean_env, free_port, start_api, start_worker, wait_for,
+)  # fmt: skip
 
 pytestmark = pytest.mark.e2e
 
@@ -86,16 +87,10 @@ def test_postgres_redis_api_and_worker(
     )
     migrate = subprocess.run([*LINDYN, "migrate"], env=env, capture_output=True, text=True, timeout=120)
     assert migrate.returncode == 0, migrate.stderr
-    port = free_port()
-    processes.start("worker-cpu", [*LINDYN, "worker", "--queues", "cpu", "--concurrency", "2"], env)
-    processes.start(
-        "api", [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port)], env
-    )
-    api = Api(f"http://127.0.0.1:{port}", processes)
-    api.wait_healthy()
+    start_worker(processes, "worker-cpu", env, concurrency=2)
+    api = start_api(processes, env)
     health = api.http.get("/health").json()
     assert health["database"]["detail"] == "postgresql" and health["broker"]["detail"] == "redis"
-    wait_for(lambda: "ready" in processes.log("worker-cpu"), 60, "the worker to be ready")
     gpu_run = api.http.post("/v1/runs", json={**REQUESTS[0], "seed": 7, "backend": "cupy"}).json()["id"]
     submit_and_compare(api)
     cancel_while_running(api)

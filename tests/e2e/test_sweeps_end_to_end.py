@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 
 from dynamics import SimulationRequest, simulate
 from tests.conftest import redis_url_for
-from tests.e2e.conftest import LINDYN, Api, Processes, clean_env, free_port, wait_for
+from tests.e2e.conftest import LINDYN, Api, Processes, clean_env, free_port, start_api, start_worker, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -119,14 +118,8 @@ def test_sweeps_on_postgres_redis(postgres_url: str, processes: Processes, tmp_p
     )
     migrate = subprocess.run([*LINDYN, "migrate"], env=env, capture_output=True, text=True, timeout=120)
     assert migrate.returncode == 0, migrate.stderr
-    port = free_port()
-    processes.start("worker-cpu", [*LINDYN, "worker", "--queues", "cpu", "--concurrency", "2"], env)
-    processes.start(
-        "api", [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port)], env
-    )
-    api = Api(f"http://127.0.0.1:{port}", processes)
-    api.wait_healthy()
-    wait_for(lambda: "ready" in processes.log("worker-cpu"), 60, "the worker to be ready")
+    start_worker(processes, "worker-cpu", env, concurrency=2)
+    api = start_api(processes, env)
     run_grid_to_the_end(api)
     cancel_half_way(api)
 
