@@ -28,7 +28,7 @@ def spectral_metrics(xp: Any, s: Any, rank_k: int, threshold: Any) -> dict[str, 
     ``threshold`` has shape (B,). Returns arrays of shape (B,).
     """
     s1 = s[..., 0]
-    with _ignore_fp(xp):
+    with ignore_fp(xp):
         stable_rank = xp.sum(s * s, axis=-1) / (s1 * s1)
         rank = xp.sum(s > (s1 / 5.0)[..., None], axis=-1)
         d = s.shape[-1]
@@ -42,7 +42,7 @@ def spectral_metrics(xp: Any, s: Any, rank_k: int, threshold: Any) -> dict[str, 
     }
 
 
-class _ignore_fp:
+class ignore_fp:  # noqa: N801 - used like numpy.errstate
     """numpy.errstate(all='ignore') for NumPy; a no-op elsewhere (CuPy does not raise on FP errors)."""
 
     def __init__(self, xp: Any) -> None:
@@ -56,5 +56,3 @@ class _ignore_fp:
         if self._ctx is not None:
             self._ctx.__exit__(*exc)
 
-
-ignore_fp = _ignore_fp
