@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="how often each worker looks for stale runs (0: never, not even at start)"
     )
 
+    db_pool_size: int = Field(
+        default=20, ge=1,
+        description="database connections the API keeps open; requests beyond it open and close their own "
+        "(costly: a PostgreSQL connection is a new server process), so size it to the concurrent requests",
+    )
     sqlite_busy_timeout_ms: int = Field(
         default=30_000, ge=0, description="how long a SQLite writer waits for the lock"
     )

@@ -3,44 +3,56 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from typing import Annotated, TypeVar
+from collections.abc import AsyncIterator, Sequence
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from models import Settings
 from service.queue import RunQueue
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_sessionmaker_dep(request: Request) -> sessionmaker[Session]:
+async def get_sessionmaker_dep(request: Request) -> sessionmaker[Session]:
     return request.app.state.sessionmaker
 
 
-def get_db(factory: Annotated[sessionmaker[Session], Depends(get_sessionmaker_dep)]) -> Iterator[Session]:
-    """One session per request, closed (and rolled back if not committed) when the response is sent."""
-    with factory() as session:
+async def get_db(factory: Annotated[sessionmaker[Session], Depends(get_sessionmaker_dep)]) -> AsyncIterator[Session]:
+    """One session per request, closed (and rolled back if not committed) when the response is sent.
+
+    Made on the event loop (a new session does no I/O); closed there too unless it holds a connection, whose
+    release (a rollback) is database I/O and goes to the thread pool. So a request costs no thread-pool
+    hops of its own for its session: only its sync route and dependencies run there."""
+    session = factory()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
-def get_queue(request: Request) -> RunQueue:
+async def get_queue(request: Request) -> RunQueue:
     return request.app.state.queue
 
 
 T = TypeVar("T")
 
 
-def get_or_404(session: Session, model: type[T], id_text: str, noun: str) -> T:
-    """The row of ``model`` with this UUID; 404 "<noun> <id> not found" if there is none or the id is malformed."""
+def get_or_404(session: Session, model: type[T], id_text: str, noun: str, options: Sequence[Any] = ()) -> T:
+    """The row of ``model`` with this UUID (loaded with ``options``); 404 "<noun> <id> not found" if there is
+    none or the id is malformed."""
     try:
         key: uuid.UUID | None = uuid.UUID(id_text)
     except ValueError:
         key = None
-    row = session.get(model, key) if key is not None else None
+    row = session.get(model, key, options=options) if key is not None else None
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"{noun} {id_text} not found")
     return row

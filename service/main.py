@@ -38,7 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.engine = make_engine(settings.db_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    app.state.engine = make_engine(
+        settings.db_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms, pool_size=settings.db_pool_size
+    )
     app.state.sessionmaker = sessionmaker(bind=app.state.engine, expire_on_commit=False)
     app.state.queue = RunQueue(settings)
     app.add_exception_handler(RequestValidationError, _validation_error)
