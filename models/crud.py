@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import CursorResult, Update, case, delete, func, insert, select, update
+from sqlalchemy import CursorResult, Row, Update, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from dynamics import METRIC_COLUMNS, TRAJECTORY_COLUMNS, SimulationRequest, SimulationResult, regime
@@ -308,29 +308,51 @@ def trajectory_rows(run_id: uuid.UUID, result: SimulationResult) -> list[dict[st
     return rows
 
 
-def trajectory_columns(
-    session: Session, run: Run, dynamics: Sequence[str] | None = None, *, spectrum: bool = False
-) -> dict[str, list[Any]]:
-    """Long format, as ``SimulationResult.trajectory_columns``: columns TRAJECTORY_COLUMNS, one row per
-    (dynamics, recorded step), dynamics in the run's order. Non-finite values come back as None (NaN) or
-    as stored (+-inf). With ``spectrum``, a column ``spectrum``: the singular values (a list, s_1 first)
-    where they were recorded at that step, else None."""
+def trajectory_chunks(
+    session: Session, run: Run, dynamics: Sequence[str] | None = None, *, spectrum: bool = False,
+    chunk_rows: int = 4096,
+) -> Iterator[Sequence[Row[Any]]]:
+    """The rows of a run's trajectory, ``chunk_rows`` at a time, read from the database as they are asked for
+    (a server-side cursor on PostgreSQL), so a long trajectory is never whole in memory. One row per
+    (dynamics, recorded step), dynamics in the run's order, steps ascending: (dynamics, step,
+    *METRIC_COLUMNS), then the spectrum's bytes (or None) with ``spectrum``."""
     names = [n for n in run.dynamics_list if dynamics is None or n in dynamics]
-    out: dict[str, list[Any]] = {c: [] for c in TRAJECTORY_COLUMNS}
-    fields = ("step", *METRIC_COLUMNS)
-    cols = [getattr(TrajectoryPoint, c) for c in fields]
+    cols: list[Any] = [TrajectoryPoint.dynamics, TrajectoryPoint.step]
+    cols += [getattr(TrajectoryPoint, c) for c in METRIC_COLUMNS]
     if spectrum:
-        out["spectrum"] = []
         cols.append(TrajectoryPoint.spectrum)
     for name in names:
         stmt = (
             select(*cols)
             .where(TrajectoryPoint.run_id == run.id, TrajectoryPoint.dynamics == name, TrajectoryPoint.recorded)
             .order_by(TrajectoryPoint.step)
+            .execution_options(yield_per=chunk_rows)
         )
-        for rec in session.execute(stmt):
-            out["dynamics"].append(name)
-            for c, v in zip(fields, rec):
+        yield from session.execute(stmt).partitions()
+
+
+def spectrum_width(session: Session, run: Run) -> int:
+    """How many singular values the run's stored spectra hold (its d), or 0 if it recorded none."""
+    stmt = (
+        select(func.length(TrajectoryPoint.spectrum))
+        .where(TrajectoryPoint.run_id == run.id, TrajectoryPoint.spectrum.is_not(None))
+        .limit(1)
+    )
+    return int(session.scalar(stmt) or 0) // 8
+
+
+def trajectory_columns(
+    session: Session, run: Run, dynamics: Sequence[str] | None = None, *, spectrum: bool = False
+) -> dict[str, list[Any]]:
+    """Long format, as ``SimulationResult.trajectory_columns``: columns TRAJECTORY_COLUMNS, one row per
+    (dynamics, recorded step), dynamics in the run's order. Non-finite values come back as None (NaN) or
+    as stored (+-inf). With ``spectrum``, a column ``spectrum``: the singular values (a list, s_1 first)
+    where they were recorded at that step, else None. Whole in memory: exports stream ``trajectory_chunks``."""
+    names = list(TRAJECTORY_COLUMNS) + (["spectrum"] if spectrum else [])
+    out: dict[str, list[Any]] = {c: [] for c in names}
+    for chunk in trajectory_chunks(session, run, dynamics, spectrum=spectrum):
+        for rec in chunk:
+            for c, v in zip(TRAJECTORY_COLUMNS, rec):
                 out[c].append(v)
             if spectrum:
                 blob = rec[-1]

@@ -22,7 +22,10 @@ async def get_sessionmaker_dep(request: Request) -> sessionmaker[Session]:
     return request.app.state.sessionmaker
 
 
-async def get_db(factory: Annotated[sessionmaker[Session], Depends(get_sessionmaker_dep)]) -> AsyncIterator[Session]:
+SessionmakerDep = Annotated[sessionmaker[Session], Depends(get_sessionmaker_dep)]
+
+
+async def get_db(factory: SessionmakerDep) -> AsyncIterator[Session]:
     """One session per request, closed (and rolled back if not committed) when the response is sent.
 
     Made on the event loop (a new session does no I/O); closed there too unless it holds a connection, whose

@@ -1,16 +1,22 @@
-"""Columnar data as a response: JSON (one list per column), CSV or Parquet."""
+"""Tables as responses, streamed: JSON (one list per column), CSV or Parquet, chosen by ``?format=`` or the
+Accept header."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Sequence
+import itertools
+import json
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fastapi import HTTPException, Query, Request, Response, status
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from service.schemas.runs import finite_or_none
 
@@ -60,41 +66,50 @@ def export_format(
     )
 
 
-def expand_list_column(columns: dict[str, list[Any]], name: str, prefix: str) -> dict[str, list[Any]]:
-    """For JSON and CSV: a column of lists (or None) becomes columns ``prefix1``, ``prefix2``, ... (None-padded)."""
-    values = columns[name]
-    width = max((len(v) for v in values if v is not None), default=0)
-    out = {k: v for k, v in columns.items() if k != name}
-    for j in range(width):
-        out[f"{prefix}{j + 1}"] = [None if v is None or j >= len(v) else v[j] for v in values]
-    return out
+@dataclass
+class Export:
+    """A table to send: its schema (names and Parquet types) and its rows as Arrow record batches, made one
+    at a time while the response is written (a generator reading the database), so that no format ever
+    holds the whole table: CSV and Parquet are written a batch at a time; columnar JSON, which needs each
+    column whole before the next, spools the batches to a memory-mapped Arrow file first when there is
+    more than one (memory: one batch, whatever the size of the table)."""
+
+    schema: pa.Schema
+    batches: Iterable[pa.RecordBatch]
+    filename: str
+
+    @classmethod
+    def of_columns(cls, columns: dict[str, list[Any]], types: dict[str, pa.DataType], filename: str) -> Export:
+        """A table already in memory (e.g. a sweep's, bounded by the grid limit) as one batch."""
+        schema = pa.schema([(name, types[name]) for name in columns])
+        return cls(schema, [pa.RecordBatch.from_pydict(columns, schema=schema)], filename)
 
 
-def columns_response(
-    columns: dict[str, list[Any]], fmt: ExportFormat, *, filename: str, types: dict[str, pa.DataType]
-) -> Response:
-    """``columns`` (equal lengths) in ``fmt``; ``types`` gives each column's Parquet type."""
+def rows_per_batch(n_columns: int, values: int = 1 << 18) -> int:
+    """Rows per record batch so that a batch holds about ``values`` cells (at least 256 rows)."""
+    return max(256, values // max(1, n_columns))
+
+
+def export_response(export: Export, fmt: ExportFormat) -> StreamingResponse:
+    """``export`` streamed in ``fmt``: JSON (one list per column, non-finite numbers as null), CSV (empty
+    for null, floats in their shortest exact form) or Parquet (a row group per batch)."""
     if fmt == "json":
-        return JSONResponse({name: [finite_or_none(v) for v in values] for name, values in columns.items()})
-    disposition = {"Content-Disposition": f'attachment; filename="{filename}.{fmt}"'}
+        return StreamingResponse(_json_chunks(export), media_type="application/json")
+    disposition = {"Content-Disposition": f'attachment; filename="{export.filename}.{fmt}"'}
     if fmt == "csv":
-        return StreamingResponse(_csv_lines(columns), media_type="text/csv", headers=disposition)
-    schema = pa.schema([(name, types[name]) for name in columns])
-    table = pa.Table.from_pydict(columns, schema=schema)
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    return Response(buf.getvalue(), media_type=PARQUET_MEDIA_TYPE, headers=disposition)
+        return StreamingResponse(_csv_chunks(export), media_type="text/csv", headers=disposition)
+    return StreamingResponse(_parquet_chunks(export), media_type=PARQUET_MEDIA_TYPE, headers=disposition)
 
 
-def _csv_lines(columns: dict[str, list[Any]]) -> Iterator[str]:
+# ---- CSV -------------------------------------------------------------------------------------------------
+def _csv_chunks(export: Export) -> Iterator[str]:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    names: Sequence[str] = list(columns)
-    writer.writerow(names)
-    n = len(columns[names[0]]) if names else 0
-    for i in range(n):
-        writer.writerow([_csv_cell(columns[c][i]) for c in names])
-        if out.tell() > 64 * 1024:
+    writer.writerow(export.schema.names)
+    for batch in export.batches:
+        columns = [[_csv_cell(v) for v in col.to_pylist()] for col in batch.columns]
+        writer.writerows(zip(*columns))
+        if out.tell() > _CHUNK_BYTES:
             yield out.getvalue()
             out.seek(0)
             out.truncate()
@@ -106,3 +121,81 @@ def _csv_cell(v: Any) -> Any:
     if v is None:
         return ""
     return repr(v) if isinstance(v, float) else v
+
+
+# ---- Parquet ---------------------------------------------------------------------------------------------
+class _Sink(io.RawIOBase):
+    """A write-only file whose bytes are taken away as they are written (the Parquet writer's output)."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self._parts.append(bytes(b))
+        return len(b)
+
+    def take(self) -> bytes:
+        data, self._parts = b"".join(self._parts), []
+        return data
+
+
+def _parquet_chunks(export: Export) -> Iterator[bytes]:
+    sink = _Sink()
+    with pq.ParquetWriter(sink, export.schema) as writer:
+        for batch in export.batches:
+            writer.write_batch(batch)
+            if data := sink.take():
+                yield data
+    yield sink.take()
+
+
+# ---- columnar JSON ---------------------------------------------------------------------------------------
+def _json_chunks(export: Export) -> Iterator[bytes]:
+    """``{"name": [values], ...}`` as Starlette's JSONResponse writes it (compact), a column at a time."""
+    batches = iter(export.batches)
+    first = list(itertools.islice(batches, 2))
+    if len(first) < 2:  # one batch (or none): straight from memory
+        yield _json_columns(export.schema, [b.columns for b in first])
+        return
+    with tempfile.TemporaryDirectory(prefix="lindyn-export-") as tmp:
+        path = str(Path(tmp) / "spool.arrow")
+        with pa.OSFile(path, "wb") as f, pa.ipc.new_file(f, export.schema) as spool:
+            for batch in itertools.chain(first, batches):
+                spool.write_batch(batch)
+        with pa.memory_map(path) as mapped:
+            reader = pa.ipc.open_file(mapped)
+            yield b"{"
+            for j, name in enumerate(export.schema.names):
+                yield (b"," if j else b"") + _json(name) + b":["
+                size = 0
+                for i in range(reader.num_record_batches):
+                    values = reader.get_batch(i).column(j).to_pylist()
+                    if values:
+                        yield (b"," if size else b"") + _json(values)[1:-1]
+                        size += len(values)
+                yield b"]"
+            yield b"}"
+
+
+def _json_columns(schema: pa.Schema, batches: list[list[pa.Array]]) -> bytes:
+    columns = {name: [v for cols in batches for v in cols[j].to_pylist()] for j, name in enumerate(schema.names)}
+    return _json(columns)
+
+
+def _json(value: Any) -> bytes:
+    """Compact JSON, non-finite floats as null."""
+    return json.dumps(_finite(value), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+_CHUNK_BYTES = 64 * 1024

@@ -5,30 +5,25 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-import pyarrow as pa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import joinedload
 
-from dynamics import METRIC_COLUMNS, SimulationRequest
+from dynamics import SimulationRequest
 from dynamics.request import DynamicsName, error_details
 from models import Run, RunStatus, RunTag
 from models import queries
-from models.crud import cancel_run, fail_run, find_reusable_run, new_run, trajectory_columns
-from service.deps import QueueDep, SessionDep, SettingsDep, get_or_404
-from service.exports import ExportFormat, columns_response, expand_list_column, export_format
+from models.crud import cancel_run, fail_run, find_reusable_run, new_run
+from service.deps import QueueDep, SessionDep, SessionmakerDep, SettingsDep, get_or_404
+from service.exports import ExportFormat, export_format, export_response
 from service.figures import run_figure_of
 from service.plots import MEDIA_TYPES, ImageFormat
 from service.schemas.run_filters import RunFilters, query_of
 from service.schemas.runs import RunBrief, RunCreated, RunLabels, RunPage, RunRead
+from service.trajectory import trajectory_export
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
-TRAJECTORY_TYPES: dict[str, pa.DataType] = {
-    "dynamics": pa.string(),
-    "step": pa.int64(),
-    **{c: pa.float64() for c in METRIC_COLUMNS},
-}
 _REQUEST_SCHEMA = SimulationRequest.model_json_schema()
 _LABELS_SCHEMA = RunLabels.model_json_schema()
 #: the body of POST /v1/runs: the request's fields, plus the optional labels name and tags
@@ -207,6 +202,7 @@ async def read_run(run: RunDep) -> RunRead:
 def read_trajectory(
     run: RunDep,
     session: SessionDep,
+    factory: SessionmakerDep,
     fmt: Annotated[ExportFormat, Depends(export_format)],
     dynamics: Annotated[list[DynamicsName] | None, Query(description="only these dynamics (repeatable)")] = None,
     spectrum: Annotated[
@@ -216,7 +212,7 @@ def read_trajectory(
     ] = False,
 ) -> Response:
     """One row per (dynamics, recorded step): the columns of ``lindyn simulate --out``. The format:
-    ``?format=``, else the Accept header."""
+    ``?format=``, else the Accept header. Streamed: read from the database a batch at a time as it is sent."""
     if run.status not in (RunStatus.succeeded, RunStatus.diverged):
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run.id} is {run.status}: it has no trajectory")
     missing = [name for name in dynamics or [] if name not in run.dynamics_list]
@@ -226,14 +222,8 @@ def read_trajectory(
             [{"loc": ["query", "dynamics"], "field": "dynamics", "type": "value_error",
               "msg": f"run {run.id} did not run {', '.join(missing)} (it ran {', '.join(run.dynamics_list)})"}],
         )
-    columns = trajectory_columns(session, run, dynamics, spectrum=spectrum)
-    types = TRAJECTORY_TYPES
-    if spectrum and fmt == "parquet":
-        types = {**TRAJECTORY_TYPES, "spectrum": pa.list_(pa.float64())}
-    elif spectrum:
-        columns = expand_list_column(columns, "spectrum", "s_")
-        types = {**TRAJECTORY_TYPES, **{name: pa.float64() for name in columns if name.startswith("s_")}}
-    return columns_response(columns, fmt, filename=f"trajectory-{run.id}", types=types)
+    export = trajectory_export(factory, session, run, dynamics, spectrum=spectrum, fmt=fmt)
+    return export_response(export, fmt)
 
 
 @router.get(

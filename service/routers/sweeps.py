@@ -11,7 +11,7 @@ from dynamics.request import DynamicsName
 from models import Sweep
 from models.crud import cancel_sweep, create_sweep, fail_runs, sweep_runs, sweep_states
 from service.deps import QueueDep, SessionDep, SettingsDep, get_or_404
-from service.exports import ExportFormat, columns_response, export_format
+from service.exports import Export, ExportFormat, export_format, export_response
 from service.figures import FigureError, sweep_phase_diagram
 from service.grid import Grid, GridError, chunks, expand, table
 from service.plots import MEDIA_TYPES, ImageFormat
@@ -131,7 +131,7 @@ def read_table(
     """The sweep's results, one row per grid point in grid order (null where a run has not finished).
     The format: ``?format=``, else the Accept header."""
     columns, types = table(sweep.axes, sweep_runs(session, sweep.id))
-    return columns_response(columns, fmt, filename=f"sweep-{sweep.id}", types=types)
+    return export_response(Export.of_columns(columns, types, f"sweep-{sweep.id}"), fmt)
 
 
 @router.get(
