@@ -3,7 +3,7 @@
 - simulate.py: ``lindyn simulate`` (runs dynamics locally, no server)
 - server.py:   ``lindyn serve``, ``lindyn worker``, ``lindyn migrate`` (the service processes)
 - keys.py:     ``lindyn keys create|list|revoke`` (API keys, stored hashed)
-- remote.py:   ``lindyn submit|status|wait|runs|fetch|figure|cancel|sweep|table|phase-diagram`` (a running
+- remote.py:   ``lindyn submit|status|wait|runs|fetch|figure|cancel|sweep|sweeps|table|phase-diagram`` (a running
                service, through lindyn.client)
 - reproduce.py: ``lindyn reproduce figure1|figure2`` (the paper's settings, through a service)
 """

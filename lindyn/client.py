@@ -268,20 +268,31 @@ class Client:
         """Every run matching ``filters`` (the query parameters of GET /v1/runs: status, sweep_id, name,
         tag="k=v", d, gamma_w_min, min_test_error_max with dynamics, sort, ...), page after page; ``tags``
         ({k: v}) is a shorthand for tag filters. At most ``limit`` runs when given."""
+        for item in self._pages("/v1/runs", filters, limit, page_size):
+            yield Run(self, item["id"], item)
+
+    def _pages(self, path: str, filters: Mapping[str, Any], limit: int | None, page_size: int) -> Iterator[Any]:
+        """The items of a list endpoint, page after page (by next_cursor where the list has one, else by
+        offset), at most ``limit``."""
         params = _query_params(filters)
         yielded = 0
         cursor: str | None = None
         while True:
             size = page_size if limit is None else max(1, min(page_size, limit - yielded))
-            page = self._json("GET", "/v1/runs", params=[*params, ("limit", size),
-                                                          *([("cursor", cursor)] if cursor else [])])
+            paging = [("cursor", cursor)] if cursor else [("offset", yielded)] if yielded else []
+            page = self._json("GET", path, params=[*params, ("limit", size), *paging])
             for item in page["items"]:
                 if limit is not None and yielded >= limit:
                     return
-                yield Run(self, item["id"], item)
+                yield item
                 yielded += 1
-            cursor = page.get("next_cursor")
-            if not cursor or (limit is not None and yielded >= limit):
+            if limit is not None and yielded >= limit:
+                return
+            if "next_cursor" in page:
+                cursor = page["next_cursor"]
+                if not cursor:
+                    return
+            elif not page["items"] or yielded >= page["total"]:
                 return
 
     # -- sweeps
@@ -291,20 +302,31 @@ class Client:
         axes: Mapping[str, Any],
         name: str | None = None,
         *,
+        tags: Mapping[str, str] | None = None,
         chunk_size: int | None = None,
     ) -> Sweep:
         """Submit a grid of runs: ``base`` (a SimulationRequest or a dict of its fields) with one to three
         ``axes``, each a request field and its values: a list (``[0, 1, 2]``), ``(start, stop, n)`` (n evenly
         spaced values), ``"linspace:1.75:2.8:30"`` / ``"values:0,1,2"``, or the API's own
-        ``{"values": [...]}`` / ``{"linspace": [start, stop, n]}``."""
+        ``{"values": [...]}`` / ``{"linspace": [start, stop, n]}``. ``name`` and ``tags`` label the sweep (not
+        its runs) to find it by with ``sweeps()``."""
         body_base = base.model_dump(exclude_none=True) if hasattr(base, "model_dump") else dict(base)
         body: dict[str, Any] = {"base": body_base, "axes": {k: axis_spec(v) for k, v in axes.items()}}
         if name is not None:
             body["name"] = name
+        if tags:
+            body["tags"] = dict(tags)
         if chunk_size is not None:
             body["chunk_size"] = chunk_size
         created = self._json("POST", "/v1/sweeps", json=body, retry_unsent_only=True)
         return Sweep(self, created["id"], created)
+
+    def sweeps(self, *, limit: int | None = None, page_size: int = 100, **filters: Any) -> Iterator[Sweep]:
+        """Every sweep matching ``filters`` (the query parameters of GET /v1/sweeps: name, tag="k=v" or "k"),
+        newest first, page after page; ``tags`` ({k: v}) is a shorthand for tag filters. At most ``limit``
+        sweeps when given."""
+        for item in self._pages("/v1/sweeps", filters, limit, page_size):
+            yield Sweep(self, item["id"], item)
 
     def get_sweep(self, sweep_id: str) -> Sweep:
         """The sweep with this id (NotFound if there is none)."""
@@ -409,6 +431,16 @@ class _Resource:
         return self._data
 
     @property
+    def name(self) -> str | None:
+        """The name given at submission."""
+        return self.data.get("name")
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The tags given at submission."""
+        return dict(self.data.get("tags") or {})
+
+    @property
     def status(self) -> str:
         if "status" not in self._data:
             self.refresh()
@@ -468,14 +500,6 @@ class Run(_Resource):
     def summary(self) -> dict[str, dict[str, Any]]:
         """dynamics -> its summary (min_test_error, ...); empty until the run finished."""
         return dict(self.data.get("summaries") or {})
-
-    @property
-    def name(self) -> str | None:
-        return self.data.get("name")
-
-    @property
-    def tags(self) -> dict[str, str]:
-        return dict(self.data.get("tags") or {})
 
     @property
     def error(self) -> str | None:

@@ -6,7 +6,7 @@ from models.base import RUN_STATUSES, Base, RunStatus
 from models.db import dispose_engines, get_sessionmaker, make_engine, session_scope
 from models.settings import Settings, get_settings
 from models.keys import ApiKey  # noqa: F401 - the api_keys table belongs to the metadata
-from models.tables import Run, RunSummary, RunTag, Sweep, TrajectoryPoint
+from models.tables import Run, RunSummary, RunTag, Sweep, SweepTag, TrajectoryPoint
 
 __all__ = [
     "RUN_STATUSES",
@@ -17,6 +17,7 @@ __all__ = [
     "RunTag",
     "Settings",
     "Sweep",
+    "SweepTag",
     "TrajectoryPoint",
     "dispose_engines",
     "get_sessionmaker",

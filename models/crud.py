@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from dynamics import METRIC_COLUMNS, TRAJECTORY_COLUMNS, SimulationRequest, SimulationResult, regime
 from models.base import RUN_STATUSES, RunStatus, utcnow
-from models.tables import Run, RunSummary, Sweep, TrajectoryPoint
+from models.tables import Run, RunSummary, Sweep, SweepTag, TrajectoryPoint
 
 ACTIVE = (RunStatus.queued.value, RunStatus.running.value)
 #: statuses whose run answers a resubmission of the same request (a failed or cancelled run is retried)
@@ -166,10 +166,13 @@ def create_sweep(
     base_request: dict[str, Any],
     axes: dict[str, Any],
     requests: Sequence[SimulationRequest],
+    tags: Mapping[str, str] | None = None,
 ) -> tuple[Sweep, list[uuid.UUID]]:
-    """Store a sweep and one queued run per grid point (bulk inserts, in the caller's transaction);
-    the sweep and its run ids in the order of ``requests``."""
+    """Store a sweep (with its name and tags) and one queued run per grid point (bulk inserts, in the caller's
+    transaction); the sweep and its run ids in the order of ``requests``. The runs get neither the name nor
+    the tags: they belong to the sweep, and its runs are found by their sweep_id."""
     sweep = Sweep(id=uuid.uuid4(), name=name, base_request=base_request, axes=axes, total=len(requests))
+    sweep.tag_rows = [SweepTag(key=k, value=v) for k, v in sorted((tags or {}).items())]
     session.add(sweep)
     session.flush()
     rows = [run_row(r, sweep_id=sweep.id) for r in requests]

@@ -1,5 +1,5 @@
 """Finding runs: filters on status, sweep, labels, the indexed parameters and one dynamics' summary metrics;
-a sort on any of those; keyset (cursor) pagination in a stable order.
+a sort on any of those; keyset (cursor) pagination in a stable order. Finding sweeps by their labels.
 
 The order is (sort key is null, sort key, id), ascending or descending as asked, so rows with no value
 (a queued run's summary metrics, a run without a name) come last either way and ties are broken by id.
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from models.tables import Run, RunSummary, RunTag
+from models.tables import Run, RunSummary, Sweep
 
 #: indexed request parameters: exact value, ``<name>_min`` and ``<name>_max``
 RUN_RANGES: tuple[str, ...] = ("d", "rank", "gamma_sigma2", "gamma_w", "sigma2", "width")
@@ -87,13 +87,7 @@ def filtered(q: RunQuery) -> Select[Any]:
         conds.append(Run.status.in_(q.statuses))
     if q.sweep_id is not None:
         conds.append(Run.sweep_id == q.sweep_id)
-    if q.name is not None:
-        conds.append(Run.name == q.name)
-    for key, value in q.tags.items():
-        tag = and_(RunTag.run_id == Run.id, RunTag.key == key)
-        if value is not None:
-            tag = and_(tag, RunTag.value == value)
-        conds.append(exists().where(tag))
+    conds += label_conditions(Run, q.name, q.tags)
     if q.regime is not None:
         conds.append(Run.regime == q.regime)
     if q.dynamics is not None:  # the run ran (or will run) it
@@ -111,6 +105,19 @@ def filtered(q: RunQuery) -> Select[Any]:
     if q.created_before is not None:
         conds.append(Run.created_at < q.created_before)
     return stmt.where(*conds)
+
+
+def label_conditions(
+    model: type[Run] | type[Sweep], name: str | None, tags: dict[str, str | None]
+) -> list[ColumnElement[bool]]:
+    """Conditions on the labels of a run or a sweep: this name (unless None), and each tag (key -> value, or
+    None: has the key)."""
+    tag_class = model.tag_rows.property.mapper.class_
+    conds: list[ColumnElement[bool]] = [] if name is None else [model.name == name]
+    for key, value in tags.items():
+        tag = tag_class.key == key
+        conds.append(model.tag_rows.any(tag if value is None else and_(tag, tag_class.value == value)))
+    return conds
 
 
 def count(session: Session, q: RunQuery) -> int:
@@ -185,3 +192,13 @@ def decode_cursor(cursor: str, q: RunQuery) -> tuple[Any, uuid.UUID]:
     elif key is not None and not isinstance(key, (str, int, float)):
         raise BadCursor("not a cursor of this API (pass next_cursor back unchanged)")
     return key, run_id
+
+
+def sweep_page(
+    session: Session, *, name: str | None = None, tags: dict[str, str | None] | None = None, limit: int, offset: int = 0
+) -> tuple[list[Sweep], int]:
+    """One page of the sweeps with these labels (see label_conditions), newest first, and how many there are."""
+    conds = label_conditions(Sweep, name, tags or {})
+    total = session.scalar(select(func.count()).select_from(Sweep).where(*conds)) or 0
+    stmt = select(Sweep).where(*conds).order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit).offset(offset)
+    return list(session.scalars(stmt)), total

@@ -1,4 +1,4 @@
-"""The tables: sweeps, runs, per-dynamics summaries, trajectory points.
+"""The tables: sweeps, runs, their tags, per-dynamics summaries, trajectory points.
 
 A run holds its whole normalised request (JSON) plus indexed copies of the parameters people filter on.
 Trajectory points are one row per (run, dynamics, step) with the scalar metrics as columns; the singular
@@ -29,9 +29,13 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, RunStatus, UtcDateTime, utcnow
 
+#: the longest tag key and value of a run or sweep (the columns of run_tags and sweep_tags)
+TAG_KEY_LENGTH = 100
+TAG_VALUE_LENGTH = 200
+
 
 class Sweep(Base):
-    """A grid of runs sharing a base request (filled in by the sweeps issue)."""
+    """A grid of runs sharing a base request, with a name and tags (set at submission) to find it by."""
 
     __tablename__ = "sweeps"
 
@@ -43,6 +47,14 @@ class Sweep(Base):
     total: Mapped[int] = mapped_column(Integer, default=0)
 
     runs: Mapped[list[Run]] = relationship(back_populates="sweep", passive_deletes=True)
+    tag_rows: Mapped[list[SweepTag]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="SweepTag.key", lazy="selectin"
+    )
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Free key/value labels given at submission (the sweep's own: its runs do not carry them)."""
+        return {t.key: t.value for t in self.tag_rows}
 
 
 class Run(Base):
@@ -117,8 +129,19 @@ class RunTag(Base):
     __table_args__ = (Index("ix_run_tags_key_value", "key", "value"),)
 
     run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    key: Mapped[str] = mapped_column(String(100), primary_key=True)
-    value: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(TAG_KEY_LENGTH), primary_key=True)
+    value: Mapped[str] = mapped_column(String(TAG_VALUE_LENGTH))
+
+
+class SweepTag(Base):
+    """One free key/value label of a sweep (set at submission), indexed so sweeps can be found by it."""
+
+    __tablename__ = "sweep_tags"
+    __table_args__ = (Index("ix_sweep_tags_key_value", "key", "value"),)
+
+    sweep_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(TAG_KEY_LENGTH), primary_key=True)
+    value: Mapped[str] = mapped_column(String(TAG_VALUE_LENGTH))
 
 
 class RunSummary(Base):

@@ -1,5 +1,5 @@
 """Commands that talk to a running lindyn service (through lindyn.client): ``submit``, ``status``, ``wait``,
-``runs``, ``fetch``, ``figure``, ``cancel``, ``sweep``, ``table``, ``phase-diagram``.
+``runs``, ``fetch``, ``figure``, ``cancel``, ``sweep``, ``sweeps``, ``table``, ``phase-diagram``.
 
 Each takes ``--server`` (LINDYN_SERVER, default http://127.0.0.1:8000) and ``--api-key`` (LINDYN_API_KEY).
 Human output by default, ``--json`` for machines. Errors: the API's message on stderr and a non-zero exit:
@@ -33,6 +33,12 @@ ApiKeyOpt = Annotated[
                  rich_help_panel="Service", show_default=False),
 ]  # fmt: skip
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+TagOpt = Annotated[
+    Optional[list[str]], typer.Option(help="key=value label (repeatable)", show_default=False)  # noqa: UP045
+]
+TagFilterOpt = Annotated[
+    Optional[list[str]], typer.Option(help="key=value or key (repeatable)", show_default=False)  # noqa: UP045
+]
 RunIdArg = Annotated[str, typer.Argument(help="the run's id", show_default=False)]
 
 
@@ -97,12 +103,20 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
+def _tags_text(tags: dict[str, str] | None) -> str:
+    return " ".join(f"{k}={v}" for k, v in (tags or {}).items()) or "-"
+
+
+def _print_labels(data: dict[str, Any]) -> None:
+    """The name and tags of a run or sweep, if it has any."""
+    if data.get("name") or data.get("tags"):
+        typer.echo(f"name {data.get('name') or '-'}  tags {_tags_text(data.get('tags'))}")
+
+
 def _print_run(data: dict[str, Any]) -> None:
     progress = data.get("progress") or {}
     typer.echo(f"run {data['id']}  {data['status']}  step {progress.get('step', 0)}/{progress.get('total', 0)}")
-    if data.get("name") or data.get("tags"):
-        tags = " ".join(f"{k}={v}" for k, v in (data.get("tags") or {}).items())
-        typer.echo(f"name {data.get('name') or '-'}  tags {tags or '-'}")
+    _print_labels(data)
     typer.echo(
         f"d={data['d']} rank={data['rank']} width={data['width']} sigma2={_fmt(data['sigma2'])} "
         f"(gamma_w={_fmt(data['gamma_w'])}, gamma_sigma2={_fmt(data['gamma_sigma2'])}) "
@@ -138,9 +152,7 @@ def _finished_or_exit(run: Run, json_output: bool) -> None:
 def submit(
     request_data: dict[str, Any],
     name: Annotated[Optional[str], typer.Option(help="a name to find the run by")] = None,  # noqa: UP045
-    tag: Annotated[
-        Optional[list[str]], typer.Option(help="key=value label (repeatable)", show_default=False)  # noqa: UP045
-    ] = None,
+    tag: TagOpt = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait for the run to finish, then print it")] = False,
     force: Annotated[bool, typer.Option("--force", help="run again even if the same request ran before")] = False,
     progress: Annotated[bool, typer.Option(help="progress bar on stderr while waiting")] = True,
@@ -197,9 +209,7 @@ def runs(
     ] = None,
     sweep: Annotated[Optional[str], typer.Option(help="only the runs of this sweep id")] = None,  # noqa: UP045
     name: Annotated[Optional[str], typer.Option(help="only runs with this name")] = None,  # noqa: UP045
-    tag: Annotated[
-        Optional[list[str]], typer.Option(help="key=value or key (repeatable)", show_default=False)  # noqa: UP045
-    ] = None,
+    tag: TagFilterOpt = None,
     dynamics: Annotated[
         Optional[str], typer.Option(help="only runs of this dynamics; the one summary filters use")  # noqa: UP045
     ] = None,
@@ -294,6 +304,7 @@ def sweep(
                      show_default=False),
     ],
     name: Annotated[Optional[str], typer.Option(help="a name to find the sweep by")] = None,  # noqa: UP045
+    tag: TagOpt = None,
     chunk_size: Annotated[
         Optional[int], typer.Option(min=1, help="grid points per worker task (default: the server's)")  # noqa: UP045
     ] = None,
@@ -305,9 +316,10 @@ def sweep(
 ) -> None:
     """Submit a grid of runs: the request flags give the base, each --axis a field and its values.
 
-    Prints the sweep's id and size, or with --wait its counts per status."""
+    Prints the sweep's id and size, or with --wait its counts per status. --name and --tag label the sweep."""
     from lindyn.client import axis_spec
 
+    tags = _parse_tags(tag)
     axes: dict[str, dict[str, Any]] = {}
     for a in axis:
         field, sep, spec = a.partition("=")
@@ -318,7 +330,7 @@ def sweep(
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--axis") from None
     with _api_errors(), _client(server, api_key) as client:
-        sw = client.sweep(request_data, axes, name=name, chunk_size=chunk_size)
+        sw = client.sweep(request_data, axes, name=name, tags=tags or None, chunk_size=chunk_size)
         created = sw.as_dict()
         if wait:
             sw.wait(progress=progress)
@@ -336,8 +348,30 @@ def _print_sweep(data: dict[str, Any]) -> None:
     counts = " ".join(f"{k}={v}" for k, v in (data.get("counts") or {}).items() if v)
     p = data.get("progress") or {}
     typer.echo(f"sweep {data['id']}  {data['status']}  {p.get('finished', 0)}/{p.get('total', 0)} finished  {counts}")
+    _print_labels(data)
     axes = data.get("axes") or {}
     typer.echo("axes " + "  ".join(f"{k}: {len(v)} values {_fmt(v[0])}..{_fmt(v[-1])}" for k, v in axes.items() if v))
+
+
+def sweeps(
+    name: Annotated[Optional[str], typer.Option(help="only sweeps with this name")] = None,  # noqa: UP045
+    tag: TagFilterOpt = None,
+    limit: Annotated[int, typer.Option(min=1, help="at most this many sweeps")] = 50,
+    json_output: JsonOpt = False,
+    server: ServerOpt = DEFAULT_SERVER,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """List sweeps matching filters (newest first), up to --limit."""
+    with _api_errors(), _client(server, api_key) as client:
+        found = [s.as_dict() for s in client.sweeps(name=name, tag=tag, limit=limit, page_size=min(limit, 500))]
+    if json_output:
+        _echo_json(found)
+        return
+    header = ["id", "status", "name", "tags", "finished", "created_at"]
+    rows = [[s["id"], s["status"], s.get("name") or "-", _tags_text(s.get("tags")),
+             f"{s['progress']['finished']}/{s['progress']['total']}", str(s["created_at"])[:19]]
+            for s in found]  # fmt: skip
+    _table(rows, header)
 
 
 def table(
@@ -396,5 +430,5 @@ def phase_diagram(
 
 def register(app: typer.Typer) -> None:
     app.command("phase-diagram")(phase_diagram)
-    for command in (submit, status, wait, runs, fetch, figure, cancel, sweep, table):
+    for command in (submit, status, wait, runs, fetch, figure, cancel, sweep, sweeps, table):
         app.command(command.__name__)(command)

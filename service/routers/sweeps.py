@@ -5,21 +5,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
-from sqlalchemy import func, select
 
 from dynamics.request import DynamicsName
-from models import Sweep
+from models import Sweep, queries
 from models.crud import cancel_sweep, create_sweep, fail_runs, sweep_runs, sweep_states
 from service.deps import QueueDep, SessionDep, SettingsDep, get_or_404
 from service.exports import Export, ExportFormat, export_format, export_response
 from service.figures import FigureError, sweep_phase_diagram
 from service.grid import Grid, GridError, chunks, expand, table
 from service.plots import MEDIA_TYPES, ImageFormat
-from service.schemas.sweeps import SweepBrief, SweepCreate, SweepCreated, SweepPage, SweepRead
+from service.schemas.labels import parse_tag_filters
+from service.schemas.sweeps import SweepBrief, SweepCreate, SweepCreated, SweepFilters, SweepPage, SweepRead
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
-
-MAX_PAGE = 500
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no sweep with this id"}}
 
 
@@ -55,10 +53,13 @@ def submit_sweep(
     response: Response,
 ) -> SweepCreated:
     """Store the sweep and one queued run per grid point, and send the runs to the workers in chunks, each
-    run as one stacked batch (202 with its Location)."""
+    run as one stacked batch (202 with its Location).
+
+    `name` and `tags` label the sweep (find it by them with GET /v1/sweeps); its runs do not get them, they
+    are found by `sweep_id` on GET /v1/runs."""
     body, grid = submitted
     sweep, run_ids = create_sweep(
-        session, name=body.name, base_request=body.base, axes=grid.axes, requests=grid.requests
+        session, name=body.name, base_request=body.base, axes=grid.axes, requests=grid.requests, tags=body.tags
     )
     session.commit()
     tasks = chunks(run_ids, grid.requests, body.chunk_size or settings.sweep_chunk_size)
@@ -74,19 +75,24 @@ def submit_sweep(
     return SweepCreated(id=sweep.id, total=sweep.total, tasks=len(tasks))
 
 
-@router.get("", response_model=SweepPage)
-def list_sweeps(
-    session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> SweepPage:
-    """Sweeps, newest first, a page at a time."""
-    total = session.scalar(select(func.count()).select_from(Sweep)) or 0
-    sweeps = list(
-        session.scalars(select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit).offset(offset))
-    )
+@router.get(
+    "",
+    response_model=SweepPage,
+    responses={422: {"description": "an unknown parameter or a bad value: each error names its parameter"}},
+)
+def list_sweeps(session: SessionDep, filters: Annotated[SweepFilters, Query()]) -> SweepPage:
+    """Sweeps matching every filter given, newest first, a page at a time (`limit`, `offset`).
+
+    Filters: `name`, `tag` (key=value or key, repeatable)."""
+    tags, errors = parse_tag_filters(filters.tag)
+    if errors:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, errors)
+    sweeps, total = queries.sweep_page(session, name=filters.name, tags=tags, limit=filters.limit,
+                                       offset=filters.offset)  # fmt: skip
     states = sweep_states(session, [s.id for s in sweeps])
-    return SweepPage(items=[SweepBrief.of(s, states[s.id]) for s in sweeps], total=total, limit=limit, offset=offset)
+    return SweepPage(
+        items=[SweepBrief.of(s, states[s.id]) for s in sweeps], total=total, limit=filters.limit, offset=filters.offset
+    )
 
 
 @router.get("/{sweep_id}", response_model=SweepRead, responses=_NOT_FOUND)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from dynamics.request import DynamicsName
 from models import RunStatus
 from models.queries import DEFAULT_SORT, RUN_RANGES, SORTS, SUMMARY_RANGES, RunQuery
+from service.schemas.labels import name_filter, parse_tag_filters, tag_filter
 
 MAX_PAGE = 500
 
@@ -35,10 +36,8 @@ class _RunFiltersBase(BaseModel):
     )
     status: list[RunStatus] | None = Field(None, description="only these statuses (repeatable)")
     sweep_id: uuid.UUID | None = Field(None, description="only the runs of this sweep")
-    name: str | None = Field(None, description="only runs with this name")
-    tag: list[str] | None = Field(
-        None, description="key=value: runs with this tag; key alone: runs with this tag key (repeatable, all must hold)"
-    )
+    name: str | None = name_filter("runs")
+    tag: list[str] | None = tag_filter("runs")
     regime: Literal["active", "lazy"] | None = Field(None, description="only runs in this regime")
     dynamics: DynamicsName | None = Field(
         None, description="only runs of this dynamics; the dynamics whose summary the metric filters and sorts use"
@@ -70,17 +69,11 @@ FILTER_NAMES: tuple[str, ...] = tuple(RunFilters.model_fields)
 def query_of(filters: BaseModel) -> tuple[RunQuery, list[dict[str, Any]]]:
     """The RunQuery of validated filters, and the errors (loc, field, msg, type) of combinations that are not."""
     f = filters.model_dump()
-    errors: list[dict[str, Any]] = []
+    tags, errors = parse_tag_filters(f["tag"])
 
     def error(name: str, msg: str) -> None:
         errors.append({"loc": ["query", name], "field": name, "msg": msg, "type": "value_error"})
 
-    tags: dict[str, str | None] = {}
-    for t in f["tag"] or []:
-        key, sep, value = t.partition("=")
-        if not key:
-            error("tag", f"{t!r}: expected key=value or key")
-        tags[key] = value if sep else None
     equals = {n: f[n] for n in RUN_RANGES if f[n] is not None}
     ranges: dict[str, tuple[Any, Any]] = {}
     for n in (*RUN_RANGES, *SUMMARY_RANGES):

@@ -7,9 +7,10 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from models import Run, RunStatus
+from service.schemas.labels import Tags
 
 
 class Progress(BaseModel):
@@ -138,19 +139,7 @@ class RunLabels(BaseModel):
     run's identity (a resubmission answered by an earlier run returns that run, with its own labels)."""
 
     name: str | None = Field(None, min_length=1, max_length=200, description="a name to find the run by")
-    tags: dict[str, str] = Field(
-        default_factory=dict, description="free key/value labels (keys without '=', up to 100 characters)"
-    )
-
-    @field_validator("tags")
-    @classmethod
-    def _tag_lengths(cls, v: dict[str, str]) -> dict[str, str]:
-        for key, value in v.items():
-            if not key or len(key) > 100 or "=" in key:
-                raise ValueError(f"tag key {key!r}: 1 to 100 characters, without '='")
-            if len(value) > 200:
-                raise ValueError(f"tag {key}: the value is longer than 200 characters")
-        return v
+    tags: Tags = Field(default_factory=dict)
 
 
 def finite_or_none(v: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Request and response bodies of /v1/sweeps."""
+"""Request and response bodies of /v1/sweeps, and the query parameters of its list."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pydantic_core import PydanticCustomError
 from dynamics.request import FiniteFloat
 from models import Sweep
 from models.crud import SweepState
+from service.schemas.labels import Tags, name_filter, tag_filter
+from service.schemas.run_filters import MAX_PAGE
 
 #: queued: no run started; running: some runs queued or running; finished: every run finished (see the
 #: counts for how); cancelled: the sweep was cancelled (what had finished is kept)
@@ -48,7 +50,8 @@ class SweepCreate(BaseModel):
     """A grid of runs: the base request, and one to three axes, each a numeric request field and its values.
 
     Every grid point is the base request with the axes' values at that point (an axis on gamma_w replaces
-    width in the base and vice versa; likewise gamma_sigma2 and sigma2)."""
+    width in the base and vice versa; likewise gamma_sigma2 and sigma2). The name and tags label the sweep,
+    not its runs (those are found by their sweep_id)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -59,6 +62,7 @@ class SweepCreate(BaseModel):
                     "base": {"d": 50, "rank": 5, "steps": 2000, "stopping": "paper",
                              "dynamics": ["gd", "self_consistent"]},
                     "axes": {"gamma_sigma2": {"linspace": [-2.2, -0.8, 8]}, "gamma_w": {"values": [1.75, 2.0, 2.25]}},
+                    "tags": {"project": "phase", "figure": "2"},
                 }
             ]
         },
@@ -68,7 +72,8 @@ class SweepCreate(BaseModel):
     axes: dict[str, AxisSpec] = Field(
         min_length=1, max_length=3, description="one to three numeric request fields and their values"
     )
-    name: str | None = Field(None, max_length=200)
+    name: str | None = Field(None, max_length=200, description="a name to find the sweep by")
+    tags: Tags = Field(default_factory=dict)
     chunk_size: int | None = Field(
         None, ge=1, description="grid points per worker task, run as one stacked batch (default: the server's)"
     )
@@ -91,6 +96,7 @@ class SweepBrief(BaseModel):
 
     id: uuid.UUID
     name: str | None
+    tags: dict[str, str] = Field(default_factory=dict, description="the tags given at submission")
     status: SweepStatus
     total: int
     counts: dict[str, int] = Field(description="runs per status")
@@ -129,6 +135,7 @@ def _brief_fields(sweep: Sweep, state: SweepState) -> dict[str, Any]:
     return {
         "id": sweep.id,
         "name": sweep.name,
+        "tags": sweep.tags,
         "status": sweep_status(state),
         "total": total,
         "counts": state.counts,
@@ -148,3 +155,14 @@ class SweepPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class SweepFilters(BaseModel):
+    """The query parameters of ``GET /v1/sweeps``; an unknown one is a 422 that names it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(50, ge=1, le=MAX_PAGE, description="page size")
+    offset: int = Field(0, ge=0, description="sweeps to skip")
+    name: str | None = name_filter("sweeps")
+    tag: list[str] | None = tag_filter("sweeps")

@@ -1,7 +1,7 @@
 """The Python client and the CLI against the real running service: an API (uvicorn) and a Celery worker on
 PostgreSQL and a Redis server of this module's own (so no other test run shares its queues). What comes
 back equals dynamics.simulate of the same request; exports read back with pandas/pyarrow; filters, paging,
-cancel; the CLI's output and exit codes."""
+cancel; sweeps found by their tags; the CLI's output and exit codes."""
 
 from __future__ import annotations
 
@@ -252,8 +252,23 @@ def test_cli_as_a_process(server: str) -> None:
 
 def test_sweep_client_and_cli(client: Client, server: str, tmp_path: Path) -> None:
     base = {**BODY, "steps": 15, "spectrum_every": 0}
-    sw = client.sweep(base, {"gamma_w": (1.8, 2.2, 3), "seed": [0, 1]}, name="lab-sweep")
+    label = uuid.uuid4().hex
+    sw = client.sweep(base, {"gamma_w": (1.8, 2.2, 3), "seed": [0, 1]}, name="lab-sweep",
+                      tags={"test": label, "kind": "grid"})  # fmt: skip
     assert sw.total == 6 and sw.as_dict()["total"] == 6
+    assert sw.tags == {"kind": "grid", "test": label} and sw.name == "lab-sweep"
+    # found again by its tags (value, or the key alone with another tag) and its name; its runs are not tagged
+    assert [s.id for s in client.sweeps(tag=f"test={label}")] == [sw.id]
+    assert [s.id for s in client.sweeps(tags={"test": label}, tag="kind")] == [sw.id]
+    assert sw.id in {s.id for s in client.sweeps(name="lab-sweep")}
+    assert list(client.sweeps(tags={"test": label, "kind": "other"})) == []
+    assert client.count(tags={"test": label}) == 0
+    with pytest.raises(ValidationFailed) as bad:
+        list(client.sweeps(tag="=x"))
+    assert "key=value" in bad.value.fields["tag"]
+    with pytest.raises(ValidationFailed) as bad:
+        client.sweep(base, {"seed": [0]}, tags={"a=b": "c"})
+    assert "tags" in bad.value.fields
     assert sw.wait(progress=True, timeout=90).status == "finished"
     assert sw.counts["succeeded"] + sw.counts["diverged"] == 6
     frame = sw.table()
@@ -283,10 +298,22 @@ def test_sweep_client_and_cli(client: Client, server: str, tmp_path: Path) -> No
     args = ["--d", "10", "--rank", "2", "--gamma-sigma2", "-1.5", "--steps", "10", "--spectrum-every", "0",
             "--dynamics", "gd"]  # fmt: skip
     r = _cli(server, "sweep", *args, "--axis", "gamma_w=linspace:1.8:2.0:2", "--axis", "seed=values:0,1",
-             "--name", "cli-sweep", "--wait", "--no-progress", "--json")  # fmt: skip
+             "--name", "cli-sweep", "--tag", f"test={label}", "--tag", "via=cli", "--wait", "--no-progress",
+             "--json")  # fmt: skip
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["status"] == "finished" and data["total"] == 4 and data["axes"]["seed"] == [0, 1]
+    assert data["tags"] == {"test": label, "via": "cli"} and data["name"] == "cli-sweep"
+    # lindyn sweeps finds it by its tag (JSON with the tags, or a table), newest first
+    r = _cli(server, "sweeps", "--tag", f"test={label}", "--json")
+    assert r.exit_code == 0, r.output
+    assert [(s["id"], s["tags"]) for s in json.loads(r.stdout)] == [(data["id"], data["tags"]), (sw.id, sw.tags)]
+    r = _cli(server, "sweeps", "--tag", "via=cli", "--name", "cli-sweep")
+    assert r.exit_code == 0 and r.stdout.startswith("id") and data["id"] in r.stdout and "via=cli" in r.stdout
+    r = _cli(server, "sweeps", "--tag", "=x")
+    assert r.exit_code == 2 and "tag" in r.stderr and "key=value" in r.stderr
+    r = _cli(server, "sweep", *args, "--axis", "seed=values:0", "--tag", "novalue")
+    assert r.exit_code == 2 and "key=value" in r.output
     out = tmp_path / "cli-table.csv"
     r = _cli(server, "table", data["id"], "--out", str(out))
     assert r.exit_code == 0, r.output

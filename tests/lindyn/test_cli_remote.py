@@ -31,15 +31,16 @@ def test_submit_and_sweep_take_the_request_flags_of_simulate() -> None:
     request_flags = {*FIELDS, "dynamics", "config"}
     assert request_flags <= _options("simulate")
     assert request_flags <= _options("submit") and {"wait", "name", "tag", "server", "api_key", "json_output"} <= _options("submit")
-    assert request_flags <= _options("sweep") and {"axis", "wait"} <= _options("sweep")
-    for name in ("status", "wait", "runs", "fetch", "figure", "cancel", "table", "phase-diagram"):
+    assert request_flags <= _options("sweep") and {"axis", "wait", "name", "tag"} <= _options("sweep")
+    assert {"name", "tag", "limit", "json_output"} <= _options("sweeps")
+    for name in ("status", "wait", "runs", "sweeps", "fetch", "figure", "cancel", "table", "phase-diagram"):
         assert {"server", "api_key"} <= _options(name), name
 
 
 def test_no_service_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("lindyn.client.time.sleep", lambda s: None)
     server = _dead_server()
-    for args in (["status", "some-id"], ["runs"], ["submit", "--d", "10", "--rank", "2"], ["cancel", "x"]):
+    for args in (["status", "some-id"], ["runs"], ["sweeps"], ["submit", "--d", "10", "--rank", "2"], ["cancel", "x"]):
         r = runner.invoke(app, [*args, "--server", server])
         assert r.exit_code == 1, (args, r.output)
         assert f"error: cannot reach the lindyn service at {server}" in r.stderr
@@ -51,6 +52,7 @@ def test_no_service_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     ("args", "words"),
     [
         (["submit", "--d", "10", "--tag", "novalue"], "key=value"),
+        (["sweep", "--d", "10", "--axis", "seed=values:0,1", "--tag", "novalue"], "key=value"),
         (["sweep", "--d", "10", "--axis", "gamma_w"], "FIELD=linspace"),
         (["sweep", "--d", "10", "--axis", "gamma_w=linspace:1:2"], "linspace:START:STOP:N"),
         (["sweep", "--d", "10", "--axis", "seed=values:a,b"], "not a number"),

@@ -133,3 +133,41 @@ def test_runs_follow_the_cursor_and_stop_at_limit() -> None:
     seen.clear()
     assert [r.id for r in c.runs(page_size=2, limit=3)] == ["a", "b", "c"]
     assert [p["limit"] for p in seen] == ["2", "1"]
+    assert "offset" not in seen[1]  # a cursor, not an offset
+
+
+def test_sweep_body_labels() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(202, json={"id": RUN["id"], "total": 2, "tasks": 1})
+
+    c = _client(handler)
+    c.sweep({"d": 10}, {"seed": [0, 1]}, name="n", tags={"project": "phase"}, chunk_size=4)
+    c.sweep({"d": 10}, {"seed": [0, 1]})
+    labelled, bare = (json.loads(r.content) for r in seen)
+    assert labelled == {"base": {"d": 10}, "axes": {"seed": {"values": [0, 1]}}, "name": "n",
+                        "tags": {"project": "phase"}, "chunk_size": 4}  # fmt: skip
+    assert bare == {"base": {"d": 10}, "axes": {"seed": {"values": [0, 1]}}}
+
+
+def test_sweeps_page_by_offset_and_stop_at_limit() -> None:
+    ids = list("abcde")
+    seen: list[httpx.QueryParams] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.params)
+        offset, limit = int(request.url.params.get("offset", 0)), int(request.url.params["limit"])
+        items = [{"id": i, "status": "queued", "name": "n", "tags": {"k": "v"}} for i in ids[offset : offset + limit]]
+        return httpx.Response(200, json={"items": items, "total": len(ids), "limit": limit, "offset": offset})
+
+    c = _client(handler)
+    found = list(c.sweeps(page_size=2, name="n", tags={"k": "v"}, tag=["x"]))
+    assert [s.id for s in found] == ids and len(seen) == 3
+    assert [p.get("offset") for p in seen] == [None, "2", "4"]
+    assert seen[0]["name"] == "n" and sorted(seen[0].get_list("tag")) == ["k=v", "x"]
+    assert found[0].as_dict()["tags"] == {"k": "v"} and found[0].status == "queued"
+    seen.clear()
+    assert [s.id for s in c.sweeps(page_size=2, limit=3)] == ["a", "b", "c"]
+    assert [(p["limit"], p.get("offset")) for p in seen] == [("2", None), ("1", "2")]

@@ -1,16 +1,17 @@
-"""Runs through their statuses, and a result stored and read back, on SQLite and PostgreSQL."""
+"""Runs through their statuses, a result stored and read back, a sweep's tags, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from dynamics import SimulationRequest, simulate
-from models import Run, RunStatus, RunSummary, TrajectoryPoint, get_sessionmaker, session_scope
+from models import Run, RunStatus, RunSummary, Sweep, SweepTag, TrajectoryPoint, get_sessionmaker, session_scope
 from models.crud import (
     cancel_run,
     claim_run,
+    create_sweep,
     decode_spectrum,
     fail_run,
     find_reusable_run,
@@ -53,6 +54,22 @@ def test_new_run_indexes_the_parameters(factory) -> None:  # type: ignore[no-unt
         assert got.cache_key == REQ.cache_key() and got.request == REQ.normalized()
         assert got.dynamics_list == ["gd", "self_consistent"]
         assert got.regime == "active" and got.theory_applies and not got.underparametrised
+
+
+def test_a_sweep_keeps_its_tags_and_its_runs_get_none(factory) -> None:  # type: ignore[no-untyped-def]
+    requests = [REQ.model_copy(update={"seed": s}) for s in (0, 1)]
+    with session_scope(factory) as s:
+        sweep, run_ids = create_sweep(s, name="n", base_request={}, axes={"seed": [0, 1]}, requests=requests,
+                                      tags={"project": "phase", "by": "ana"})  # fmt: skip
+    with factory() as s:
+        got = s.get(Sweep, sweep.id)
+        assert got is not None and got.tags == {"by": "ana", "project": "phase"}
+        assert list(got.tags) == ["by", "project"]  # ordered by key
+        assert [r.tags for r in s.scalars(select(Run).where(Run.id.in_(run_ids)))] == [{}, {}]
+    with session_scope(factory) as s:  # the database removes a sweep's tags with it (ON DELETE CASCADE)
+        s.execute(delete(Sweep).where(Sweep.id == sweep.id))
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(SweepTag)) == 0
 
 
 def test_status_transitions(factory) -> None:  # type: ignore[no-untyped-def]

@@ -1,5 +1,5 @@
-"""The OpenAPI document is complete: every route, every filter of GET /v1/runs (documented), the response
-models, and examples for the request bodies."""
+"""The OpenAPI document is complete: every route, every filter of GET /v1/runs and GET /v1/sweeps
+(documented), the response models, and examples for the request bodies."""
 
 from __future__ import annotations
 
@@ -71,6 +71,16 @@ def test_run_filters_are_documented(embedded_settings: Settings) -> None:
     assert "422" in doc["paths"]["/v1/runs"]["get"]["responses"]
 
 
+def test_sweep_filters_are_documented(embedded_settings: Settings) -> None:
+    doc, _ = _doc(embedded_settings)
+    params = {p["name"]: p for p in doc["paths"]["/v1/sweeps"]["get"]["parameters"]}
+    assert set(params) == {"limit", "offset", "name", "tag"}
+    for name, p in params.items():
+        assert p["in"] == "query" and p.get("description"), name
+    assert params["tag"]["schema"]["anyOf"][0]["type"] == "array"  # repeatable
+    assert "422" in doc["paths"]["/v1/sweeps"]["get"]["responses"]
+
+
 def test_response_models(embedded_settings: Settings) -> None:
     doc, _ = _doc(embedded_settings)
 
@@ -86,7 +96,11 @@ def test_response_models(embedded_settings: Settings) -> None:
     assert {"summaries", "request", "name", "tags", "error", "timings"} <= set(run["properties"])
     assert set(model("/v1/runs", "post", "202")["properties"]) == {"id", "status"}
     assert "id" in model("/v1/runs/{run_id}/cancel", "post", "200")["properties"]
-    assert {"status", "counts", "progress", "axes", "base"} <= set(model("/v1/sweeps/{sweep_id}", "get", "200")["properties"])
+    assert {"status", "counts", "progress", "axes", "base", "name", "tags"} <= set(
+        model("/v1/sweeps/{sweep_id}", "get", "200")["properties"]
+    )
+    sweep_brief = _resolve(doc, model("/v1/sweeps", "get", "200")["properties"]["items"]["items"])
+    assert {"id", "name", "tags", "status", "total"} <= set(sweep_brief["properties"])
     assert {"id", "total"} <= set(model("/v1/sweeps", "post", "202")["properties"])
     traj = doc["paths"]["/v1/runs/{run_id}/trajectory"]["get"]["responses"]["200"]["content"]
     assert {"application/json", "text/csv", "application/vnd.apache.parquet"} <= set(traj)
@@ -110,6 +124,8 @@ def test_request_bodies_have_examples(embedded_settings: Settings) -> None:
         sweep_schema.get("examples") or []
     )
     assert sweep_examples and all({"base", "axes"} <= set(e) for e in sweep_examples)
+    assert any(e.get("tags") and e.get("name") for e in sweep_examples)
+    assert {"name", "tags"} <= set(sweep_schema["properties"])
     # every request body of the API has an example somewhere
     for path, ops in doc["paths"].items():
         for method, op in ops.items():

@@ -1,6 +1,7 @@
 """/v1/sweeps in process (TestClient) on the embedded default: submit (validation of every grid point, the
 grid limit, bulk-stored runs, chunked tasks), read, list, cancel, and the table after the workers' batch
-task ran (called here, with real dynamics)."""
+task ran (called here, with real dynamics); a sweep's name and tags, and the list's filters on them (on
+SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import base64
 import io
 import json
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -317,6 +320,103 @@ def test_enqueue_failure_is_503_and_the_runs_failed(embedded_settings: Settings)
     assert run["status"] == "failed" and "could not enqueue" in run["error"]
 
 
+@pytest.fixture
+def labelled(db_url: str, embedded_settings: Settings) -> Iterator[TestClient]:
+    """The API on a migrated SQLite or PostgreSQL database (no worker: runs stay queued)."""
+    with make_client(embedded_settings.model_copy(update={"database_url": db_url})) as c:
+        yield c
+
+
+def test_tags_are_stored_read_and_listed(labelled: TestClient) -> None:
+    c = labelled
+    r = c.post("/v1/sweeps", json={**SWEEP, "tags": {"project": "phase", "by": "ana", "empty": ""}})
+    assert r.status_code == 202, r.text
+    sid = r.json()["id"]
+    sweep = c.get(f"/v1/sweeps/{sid}").json()
+    assert sweep["name"] == "small" and sweep["tags"] == {"by": "ana", "empty": "", "project": "phase"}
+    (listed,) = c.get("/v1/sweeps").json()["items"]
+    assert listed["id"] == sid and listed["tags"] == sweep["tags"]
+    assert "tags" not in sweep["base"]
+    # the labels stay on the sweep: its runs are found by sweep_id, not by the sweep's tags
+    runs = c.get("/v1/runs", params={"sweep_id": sid, "limit": 500}).json()["items"]
+    assert len(runs) == 9 and all(run["tags"] == {} and run["name"] is None for run in runs)
+    assert c.get("/v1/runs", params={"tag": "project=phase"}).json()["total"] == 0
+    # no tags: an empty mapping
+    other = c.post("/v1/sweeps", json={"base": BASE, "axes": AXES}).json()["id"]
+    assert c.get(f"/v1/sweeps/{other}").json()["tags"] == {}
+
+
+def test_sweeps_are_found_by_name_and_tags(labelled: TestClient) -> None:
+    c = labelled
+    specs = [("a", {"project": "p1", "kind": "x"}), ("b", {"project": "p1"}), ("a", {"project": "p2"}), (None, {})]
+    ids = []
+    for seed, (name, tags) in enumerate(specs):
+        body = {"base": {**BASE, "seed": seed}, "axes": AXES, "tags": tags, **({"name": name} if name else {})}
+        r = c.post("/v1/sweeps", json=body)
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["id"])
+
+    def find(**params: Any) -> list[str]:
+        r = c.get("/v1/sweeps", params=params)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert page["total"] == len(page["items"]), page
+        return [s["id"] for s in page["items"]]
+
+    assert find() == ids[::-1]  # newest first
+    assert set(find(name="a")) == {ids[0], ids[2]}
+    assert find(name="nope") == []
+    assert set(find(tag="project=p1")) == {ids[0], ids[1]}
+    assert find(tag=["project=p1", "kind"]) == [ids[0]]
+    assert set(find(tag="project")) == set(ids[:3])
+    assert find(tag="kind=y") == [] and find(tag="project=") == []
+    assert find(name="a", tag="project=p2") == [ids[2]]
+    # filtered pages: the total counts every match
+    page = c.get("/v1/sweeps", params={"tag": "project", "limit": 2}).json()
+    assert page["total"] == 3 and len(page["items"]) == 2
+    rest = c.get("/v1/sweeps", params={"tag": "project", "limit": 2, "offset": 2}).json()["items"]
+    assert {s["id"] for s in page["items"] + rest} == set(ids[:3])
+
+
+@pytest.mark.parametrize(
+    "tags", [{"a=b": "x"}, {"": "x"}, {"k" * 101: "x"}, {"k": "v" * 201}, {"k": 1}, ["x"], "project=phase"]
+)
+def test_bad_tags_are_422_and_nothing_is_stored(client: TestClient, tags: Any) -> None:
+    r = client.post("/v1/sweeps", json={**SWEEP, "tags": tags})
+    assert r.status_code == 422, r.text
+    assert any(e["loc"][:2] == ["body", "tags"] for e in r.json()["detail"]), r.json()
+    _nothing_stored(client)
+
+
+def test_the_tag_rules_are_those_of_runs(client: TestClient) -> None:
+    """The same tags are refused with the same message on POST /v1/runs and on POST /v1/sweeps."""
+    for tags in ({"a=b": "x"}, {"k": "v" * 201}):
+        run = client.post("/v1/runs", json={**BASE, "gamma_sigma2": -1.5, "gamma_w": 2.0, "tags": tags})
+        sweep = client.post("/v1/sweeps", json={**SWEEP, "tags": tags})
+        assert run.status_code == sweep.status_code == 422
+        assert run.json()["detail"][0]["msg"] == sweep.json()["detail"][0]["msg"]
+    at_the_limits = {"k": "v" * 200, "k" * 100: "v"}
+    assert client.post("/v1/sweeps", json={**SWEEP, "tags": at_the_limits}).status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "words"),
+    [
+        ({"tag": "=x"}, "tag", "key=value"),
+        ({"tag": ["ok", "=x"]}, "tag", "key=value"),
+        ({"colour": "red"}, "colour", "unknown query parameter"),
+        ({"tags": "a=b"}, "tags", "unknown query parameter"),
+        ({"limit": 0}, "limit", "greater"),
+        ({"limit": 501}, "limit", "less"),
+        ({"offset": -1}, "offset", "greater"),
+    ],
+)
+def test_bad_list_filters_are_422_naming_them(client: TestClient, params: dict, field: str, words: str) -> None:
+    r = client.get("/v1/sweeps", params=params)
+    assert r.status_code == 422, r.text
+    assert any(e["field"] == field and words in e["msg"] for e in r.json()["detail"]), r.json()
+
+
 def test_openapi_documents_sweeps(client: TestClient) -> None:
     doc = client.get("/openapi.json").json()
     assert {"/v1/sweeps", "/v1/sweeps/{sweep_id}", "/v1/sweeps/{sweep_id}/cancel",
@@ -324,3 +424,9 @@ def test_openapi_documents_sweeps(client: TestClient) -> None:
     post = doc["paths"]["/v1/sweeps"]["post"]
     assert {"202", "422"} <= set(post["responses"])
     assert "SweepCreate" in json.dumps(post["requestBody"])
+    assert "tags" in doc["components"]["schemas"]["SweepCreate"]["properties"]
+    assert "tags" in doc["components"]["schemas"]["SweepBrief"]["properties"]
+    listing = doc["paths"]["/v1/sweeps"]["get"]
+    params = {p["name"]: p for p in listing["parameters"]}
+    assert set(params) == {"limit", "offset", "name", "tag"} and all(p.get("description") for p in params.values())
+    assert "422" in listing["responses"]

@@ -1,0 +1,61 @@
+"""Labels of runs and sweeps, given at submission: a name and free key/value tags; the ``name`` and ``tag``
+filters of their lists (GET /v1/runs, GET /v1/sweeps)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
+
+from models.tables import TAG_KEY_LENGTH, TAG_VALUE_LENGTH
+
+
+def check_tags(tags: dict[str, str]) -> dict[str, str]:
+    """Keys of 1 to TAG_KEY_LENGTH characters without '=', values of at most TAG_VALUE_LENGTH characters (the
+    error reads plainly, without pydantic's "Value error, " prefix, wherever it is reported)."""
+    for key, value in tags.items():
+        reason = None
+        if not key or len(key) > TAG_KEY_LENGTH or "=" in key:
+            reason = f"tag key {key!r}: 1 to {TAG_KEY_LENGTH} characters, without '='"
+        elif len(value) > TAG_VALUE_LENGTH:
+            reason = f"tag {key}: the value is longer than {TAG_VALUE_LENGTH} characters"
+        if reason is not None:
+            raise PydanticCustomError("value_error", "{reason}", {"reason": reason})
+    return tags
+
+
+#: free key/value labels of a submission
+Tags = Annotated[
+    dict[str, str],
+    AfterValidator(check_tags),
+    Field(description=f"free key/value labels (keys without '=', up to {TAG_KEY_LENGTH} characters; values up "
+          f"to {TAG_VALUE_LENGTH})"),
+]
+
+
+def name_filter(noun: str) -> Any:
+    """The ``name`` filter of a list of ``noun`` (runs, sweeps)."""
+    return Field(None, description=f"only {noun} with this name")
+
+
+def tag_filter(noun: str) -> Any:
+    """The ``tag`` filter of a list of ``noun`` (repeatable)."""
+    return Field(
+        None,
+        description=f"key=value: {noun} with this tag; key alone: {noun} with this tag key (repeatable, all must hold)",
+    )
+
+
+def parse_tag_filters(values: list[str] | None) -> tuple[dict[str, str | None], list[dict[str, Any]]]:
+    """``tag`` filters as key -> value (None: has the key), and the errors (loc, field, msg, type) of those that
+    are neither key=value nor key."""
+    tags: dict[str, str | None] = {}
+    errors: list[dict[str, Any]] = []
+    for t in values or []:
+        key, sep, value = t.partition("=")
+        if not key:
+            errors.append({"loc": ["query", "tag"], "field": "tag", "msg": f"{t!r}: expected key=value or key",
+                           "type": "value_error"})  # fmt: skip
+        tags[key] = value if sep else None
+    return tags, errors
