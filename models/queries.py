@@ -189,7 +189,7 @@ def decode_cursor(cursor: str, q: RunQuery) -> tuple[Any, uuid.UUID]:
             key = datetime.fromisoformat(key)
         except (TypeError, ValueError) as exc:
             raise BadCursor("not a cursor of this API (pass next_cursor back unchanged)") from exc
-    elif key is not None and not isinstance(key, (str, int, float)):
+    elif key is not None and (not isinstance(key, (str, int, float)) or (isinstance(key, str) and "\x00" in key)):
         raise BadCursor("not a cursor of this API (pass next_cursor back unchanged)")
     return key, run_id
 

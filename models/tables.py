@@ -30,6 +30,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from models.base import Base, RunStatus, UtcDateTime, utcnow
 
 #: the longest tag key and value of a run or sweep (the columns of run_tags and sweep_tags)
+NAME_LENGTH = 200
 TAG_KEY_LENGTH = 100
 TAG_VALUE_LENGTH = 200
 
@@ -40,7 +41,7 @@ class Sweep(Base):
     __tablename__ = "sweeps"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    name: Mapped[str | None] = mapped_column(String(200), index=True)
+    name: Mapped[str | None] = mapped_column(String(NAME_LENGTH), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     base_request: Mapped[dict[str, Any]] = mapped_column(JSON)
     axes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -62,7 +63,7 @@ class Run(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     sweep_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str | None] = mapped_column(String(200), index=True)  # a label given at submission
+    name: Mapped[str | None] = mapped_column(String(NAME_LENGTH), index=True)  # a label given at submission
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

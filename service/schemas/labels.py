@@ -8,15 +8,31 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
-from models.tables import TAG_KEY_LENGTH, TAG_VALUE_LENGTH
+from models.tables import NAME_LENGTH, TAG_KEY_LENGTH, TAG_VALUE_LENGTH
+
+
+def check_text(text: str) -> str:
+    """Text stored or searched for as it is: no NUL character (PostgreSQL cannot hold one in a string)."""
+    if "\x00" in text:
+        raise PydanticCustomError("value_error", "must not contain the NUL character (\\x00)")
+    return text
+
+
+#: a string that reaches the database as it is (a label, or a filter on one)
+Text = Annotated[str, AfterValidator(check_text)]
+#: the name of a run or a sweep
+Name = Annotated[Text, Field(min_length=1, max_length=NAME_LENGTH)]
 
 
 def check_tags(tags: dict[str, str]) -> dict[str, str]:
-    """Keys of 1 to TAG_KEY_LENGTH characters without '=', values of at most TAG_VALUE_LENGTH characters (the
-    error reads plainly, without pydantic's "Value error, " prefix, wherever it is reported)."""
+    """Keys of 1 to TAG_KEY_LENGTH characters without '=', values of at most TAG_VALUE_LENGTH characters, no
+    NUL in either (the error reads plainly, without pydantic's "Value error, " prefix, wherever it is
+    reported)."""
     for key, value in tags.items():
         reason = None
-        if not key or len(key) > TAG_KEY_LENGTH or "=" in key:
+        if "\x00" in key or "\x00" in value:
+            reason = f"tag {key!r}: key and value must not contain the NUL character (\\x00)"
+        elif not key or len(key) > TAG_KEY_LENGTH or "=" in key:
             reason = f"tag key {key!r}: 1 to {TAG_KEY_LENGTH} characters, without '='"
         elif len(value) > TAG_VALUE_LENGTH:
             reason = f"tag {key}: the value is longer than {TAG_VALUE_LENGTH} characters"

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from dynamics.request import DynamicsName
 from models import RunStatus
 from models.queries import DEFAULT_SORT, RUN_RANGES, SORTS, SUMMARY_RANGES, RunQuery
-from service.schemas.labels import name_filter, parse_tag_filters, tag_filter
+from service.schemas.labels import Text, name_filter, parse_tag_filters, tag_filter
 
 MAX_PAGE = 500
 
@@ -27,7 +27,7 @@ class _RunFiltersBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(50, ge=1, le=MAX_PAGE, description="page size")
-    cursor: str | None = Field(None, description="next_cursor of the previous page (same filters and sort)")
+    cursor: Text | None = Field(None, description="next_cursor of the previous page (same filters and sort)")
     offset: int = Field(0, ge=0, description="rows to skip (without a cursor); prefer the cursor")
     sort: SortName = Field(  # type: ignore[valid-type]
         DEFAULT_SORT,
@@ -36,8 +36,8 @@ class _RunFiltersBase(BaseModel):
     )
     status: list[RunStatus] | None = Field(None, description="only these statuses (repeatable)")
     sweep_id: uuid.UUID | None = Field(None, description="only the runs of this sweep")
-    name: str | None = name_filter("runs")
-    tag: list[str] | None = tag_filter("runs")
+    name: Text | None = name_filter("runs")
+    tag: list[Text] | None = tag_filter("runs")
     regime: Literal["active", "lazy"] | None = Field(None, description="only runs in this regime")
     dynamics: DynamicsName | None = Field(
         None, description="only runs of this dynamics; the dynamics whose summary the metric filters and sorts use"

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from models import Run, RunStatus
-from service.schemas.labels import Tags
+from service.schemas.labels import Name, Tags
 
 
 class Progress(BaseModel):
@@ -138,7 +138,7 @@ class RunLabels(BaseModel):
     """Optional labels of a submission, given next to the request's fields in the same body; not part of the
     run's identity (a resubmission answered by an earlier run returns that run, with its own labels)."""
 
-    name: str | None = Field(None, min_length=1, max_length=200, description="a name to find the run by")
+    name: Name | None = Field(None, description="a name to find the run by")
     tags: Tags = Field(default_factory=dict)
 
 

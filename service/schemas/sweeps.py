@@ -12,7 +12,7 @@ from pydantic_core import PydanticCustomError
 from dynamics.request import FiniteFloat
 from models import Sweep
 from models.crud import SweepState
-from service.schemas.labels import Tags, name_filter, tag_filter
+from service.schemas.labels import Name, Tags, Text, name_filter, tag_filter
 from service.schemas.run_filters import MAX_PAGE
 
 #: queued: no run started; running: some runs queued or running; finished: every run finished (see the
@@ -72,7 +72,7 @@ class SweepCreate(BaseModel):
     axes: dict[str, AxisSpec] = Field(
         min_length=1, max_length=3, description="one to three numeric request fields and their values"
     )
-    name: str | None = Field(None, max_length=200, description="a name to find the sweep by")
+    name: Name | None = Field(None, description="a name to find the sweep by")
     tags: Tags = Field(default_factory=dict)
     chunk_size: int | None = Field(
         None, ge=1, description="grid points per worker task, run as one stacked batch (default: the server's)"
@@ -164,5 +164,5 @@ class SweepFilters(BaseModel):
 
     limit: int = Field(50, ge=1, le=MAX_PAGE, description="page size")
     offset: int = Field(0, ge=0, description="sweeps to skip")
-    name: str | None = name_filter("sweeps")
-    tag: list[str] | None = tag_filter("sweeps")
+    name: Text | None = name_filter("sweeps")
+    tag: list[Text] | None = tag_filter("sweeps")
