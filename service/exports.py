@@ -71,8 +71,9 @@ class Export:
     """A table to send: its schema (names and Parquet types) and its rows as Arrow record batches, made one
     at a time while the response is written (a generator reading the database), so that no format ever
     holds the whole table: CSV and Parquet are written a batch at a time; columnar JSON, which needs each
-    column whole before the next, spools the batches to a memory-mapped Arrow file first when there is
-    more than one (memory: one batch, whatever the size of the table)."""
+    column whole before the next, spools the batches to a temporary Arrow file (LZ4) first when there is
+    more than one, and reads them back a column at a time (memory: about one batch, whatever the size of
+    the table)."""
 
     schema: pa.Schema
     batches: Iterable[pa.RecordBatch]
@@ -162,22 +163,24 @@ def _json_chunks(export: Export) -> Iterator[bytes]:
         return
     with tempfile.TemporaryDirectory(prefix="lindyn-export-") as tmp:
         path = str(Path(tmp) / "spool.arrow")
-        with pa.OSFile(path, "wb") as f, pa.ipc.new_file(f, export.schema) as spool:
+        options = pa.ipc.IpcWriteOptions(compression="lz4" if pa.Codec.is_available("lz4") else None)
+        with pa.OSFile(path, "wb") as f, pa.ipc.new_file(f, export.schema, options=options) as spool:
             for batch in itertools.chain(first, batches):
                 spool.write_batch(batch)
-        with pa.memory_map(path) as mapped:
-            reader = pa.ipc.open_file(mapped)
-            yield b"{"
-            for j, name in enumerate(export.schema.names):
-                yield (b"," if j else b"") + _json(name) + b":["
-                size = 0
+        yield b"{"
+        for j, name in enumerate(export.schema.names):
+            yield (b"," if j else b"") + _json(name) + b":["
+            size = 0
+            # read back this column only: the reader fetches just its buffers, batch by batch
+            with pa.OSFile(path, "rb") as f:
+                reader = pa.ipc.open_file(f, options=pa.ipc.IpcReadOptions(included_fields=[j]))
                 for i in range(reader.num_record_batches):
-                    values = reader.get_batch(i).column(j).to_pylist()
+                    values = reader.get_batch(i).column(0).to_pylist()
                     if values:
                         yield (b"," if size else b"") + _json(values)[1:-1]
                         size += len(values)
-                yield b"]"
-            yield b"}"
+            yield b"]"
+        yield b"}"
 
 
 def _json_columns(schema: pa.Schema, batches: list[list[pa.Array]]) -> bytes:
