@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     reaper_interval_s: float = Field(
         default=30.0, ge=0, description="how often each worker looks for stale runs (0: never, not even at start)"
     )
+    task_history_days: float = Field(
+        default=30.0, ge=0,
+        description="the reaper deletes the records of tasks (task_executions) older than this (0: keep them all)",
+    )
 
     db_pool_size: int = Field(
         default=20, ge=1,
@@ -126,6 +130,7 @@ class Settings(BaseSettings):
             "LINDYN_HEARTBEAT_INTERVAL_S": str(self.heartbeat_interval_s),
             "LINDYN_STALE_AFTER_S": str(self.stale_after_s),
             "LINDYN_REAPER_INTERVAL_S": str(self.reaper_interval_s),
+            "LINDYN_TASK_HISTORY_DAYS": str(self.task_history_days),
             "LINDYN_MAX_GRID_POINTS": str(self.max_grid_points),
             "LINDYN_SWEEP_CHUNK_SIZE": str(self.sweep_chunk_size),
         }

@@ -1,4 +1,4 @@
-"""The tables: sweeps, runs, their tags, per-dynamics summaries, trajectory points.
+"""The tables: sweeps, runs, their tags, per-dynamics summaries, trajectory points; the workers' tasks.
 
 A run holds its whole normalised request (JSON) plus indexed copies of the parameters people filter on.
 Trajectory points are one row per (run, dynamics, step) with the scalar metrics as columns; the singular
@@ -183,3 +183,20 @@ class TrajectoryPoint(Base):
     n_above_threshold: Mapped[float | None] = mapped_column(Double)
     spectrum: Mapped[bytes | None] = mapped_column(LargeBinary)  # float64 little-endian s_1 >= ... >= s_d
     distance: Mapped[float | None] = mapped_column(Double)  # (1/d^2)||A_GD - A_SC||_F^2, on GD's rows
+
+
+class TaskExecution(Base):
+    """One task a worker ran (``lindyn.simulate_run`` or ``lindyn.simulate_batch_runs``), written when it
+    ended: how long it took and how it ended (models/executions.py). Pruned after LINDYN_TASK_HISTORY_DAYS."""
+
+    __tablename__ = "task_executions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    task: Mapped[str] = mapped_column(String(NAME_LENGTH))  # the Celery task name
+    celery_task_id: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    worker: Mapped[str | None] = mapped_column(String(NAME_LENGTH))  # hostname/pid
+    runs: Mapped[int] = mapped_column(Integer)  # how many runs it was given
+    outcome: Mapped[str] = mapped_column(String(16))  # a TaskOutcome
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    duration_s: Mapped[float] = mapped_column(Double)  # on the monotonic clock (wall-clock steps do not count)

@@ -8,13 +8,20 @@
   taken but not acknowledged; absent with the embedded filesystem broker (nothing cheap and exact to count).
 - ``lindyn_run_duration_seconds{status}``: a histogram of how long runs took (finished_at - started_at of
   the last attempt), computed from the runs table when scraped.
+- ``lindyn_task_duration_seconds{task,outcome}``: a histogram of how long worker tasks took, by Celery task
+  name and outcome (models/executions.py: succeeded, partial, failed, cancelled, nothing), computed from the
+  task_executions table when scraped. A task is not a run: a sweep's chunk task runs many runs as one batch,
+  and a task may store no result at all (a copy delivered again, a cancelled or failed run).
 
-Why task durations come from the database: the workers are other processes, often on other machines, so a
-histogram they observe cannot be read from the API's registry; Prometheus' multiprocess mode only joins
-processes sharing one directory on one host, and a per-worker exporter means another port per worker to
-discover. Every run already records when it started and finished, in the one place every process writes to,
-so the API computes the histogram there on each scrape: exact, restart-proof, and nothing else to deploy.
-The cost is one aggregate query over the runs table per scrape.
+Why run and task durations come from the database: the workers are other processes, often on other
+machines, so a histogram they observe cannot be read from the API's registry; Prometheus' multiprocess mode
+only joins processes sharing one directory on one host, and a per-worker exporter means another port per
+worker to discover. Every run records when it started and finished, and every task writes one row when it
+ends, in the one place every process writes to, so the API computes the histograms there on each scrape:
+exact, restart-proof, and nothing else to deploy. The cost is one aggregate query over each table per
+scrape. The runs table holds one row per run; task_executions one per task delivered (a batch is one row
+for many runs; a copy delivered again is one more), and the workers' reaper deletes its rows older than
+LINDYN_TASK_HISTORY_DAYS (30 by default; indexed on finished_at), so it holds only that many days of tasks.
 """
 
 from __future__ import annotations
@@ -28,10 +35,10 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
-from models import RUN_STATUSES, Run, Settings
+from models import RUN_STATUSES, Run, Settings, TaskExecution
 from models.jobs import QUEUES
 from service.security import ASGIApp, Message, Receive, Scope, Send
 
@@ -68,8 +75,30 @@ class LatencyMiddleware:
             )
 
 
+def duration_histogram(
+    session: Session,
+    name: str,
+    documentation: str,
+    labels: list[InstrumentedAttribute[str]],
+    duration: ColumnElement[float] | InstrumentedAttribute[float],
+    *where: ColumnElement[bool],
+) -> HistogramMetricFamily:
+    """A histogram (RUN_BUCKETS) of ``duration`` over the rows matching ``where``, a series per value of the
+    ``labels`` columns (named after them), counted by the database in one aggregate query."""
+    columns: list[Any] = [func.count(), func.coalesce(func.sum(duration), 0.0)]
+    columns += [func.sum(case((duration <= b, 1), else_=0)) for b in RUN_BUCKETS]
+    stmt = select(*labels, *columns).where(*where).group_by(*labels)
+    hist = HistogramMetricFamily(name, documentation, labels=[c.key for c in labels])
+    for row in session.execute(stmt):
+        values, (count, total, *cumulative) = row[: len(labels)], row[len(labels):]
+        buckets = [(str(b), float(c or 0)) for b, c in zip(RUN_BUCKETS, cumulative)]
+        buckets.append(("+Inf", float(count)))
+        hist.add_metric(list(values), buckets, float(total or 0.0))
+    return hist
+
+
 class DatabaseCollector(Collector):
-    """Runs by status and run durations, from the database; queue lengths from Redis."""
+    """Runs by status, run and task durations, from the database; queue lengths from Redis."""
 
     def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
         self.settings = settings
@@ -80,6 +109,10 @@ class DatabaseCollector(Collector):
         try:
             with self.factory() as session:
                 yield from self._runs(session)
+                yield duration_histogram(
+                    session, "lindyn_task_duration_seconds", "how long worker tasks took, by how they ended",
+                    [TaskExecution.task, TaskExecution.outcome], TaskExecution.duration_s,
+                )
         except Exception:  # noqa: BLE001 - a scrape must not fail because the database is away
             log.warning("metrics: the database could not be read", exc_info=True)
         yield from self._queues()
@@ -95,21 +128,10 @@ class DatabaseCollector(Collector):
             duration: Any = func.extract("epoch", Run.finished_at - Run.started_at)
         else:
             duration = (func.julianday(Run.finished_at) - func.julianday(Run.started_at)) * 86400.0
-        columns = [func.count(), func.coalesce(func.sum(duration), 0.0)]
-        columns += [func.sum(case((duration <= b, 1), else_=0)) for b in RUN_BUCKETS]
-        stmt = (
-            select(Run.status, *columns)
-            .where(Run.started_at.is_not(None), Run.finished_at.is_not(None))
-            .group_by(Run.status)
+        yield duration_histogram(
+            session, "lindyn_run_duration_seconds", "how long finished runs took (last attempt)", [Run.status],
+            duration, Run.started_at.is_not(None), Run.finished_at.is_not(None),
         )
-        hist = HistogramMetricFamily(
-            "lindyn_run_duration_seconds", "how long finished runs took (last attempt)", labels=["status"]
-        )
-        for status, count, total, *cumulative in session.execute(stmt):
-            buckets = [(str(b), float(c or 0)) for b, c in zip(RUN_BUCKETS, cumulative)]
-            buckets.append(("+Inf", float(count)))
-            hist.add_metric([status], buckets, float(total or 0.0))
-        yield hist
 
     def _queues(self) -> Iterator[Metric]:
         broker = self.settings.broker

@@ -4,7 +4,8 @@
   ``task_prerun``/``task_postrun`` signals, so every task, present and future, is covered);
 - every worker's main process runs the reaper: once when it is ready and every LINDYN_REAPER_INTERVAL_S,
   it queues again the runs whose worker stopped beating (on the filesystem broker of the embedded mode,
-  which never delivers an unacknowledged message again, this is what brings a run back).
+  which never delivers an unacknowledged message again, this is what brings a run back), and deletes the
+  records of tasks older than LINDYN_TASK_HISTORY_DAYS (models/executions.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 
 from models import Settings, get_sessionmaker, get_settings
+from models.executions import prune_task_executions
 from models.jobs import SIMULATE_RUN_TASK, queue_for
 from models.reaper import beat, in_transaction, reap
 
@@ -82,7 +84,8 @@ def _stop_heartbeat(task_id: str | None = None, **_: Any) -> None:
 
 
 class Reaper:
-    """The periodic requeue of stale runs, a daemon thread of the worker's main process."""
+    """The periodic requeue of stale runs and pruning of old task records, a daemon thread of the worker's main
+    process."""
 
     def __init__(self, settings: Settings, app: Any) -> None:
         self.settings = settings
@@ -94,8 +97,12 @@ class Reaper:
         self.app.send_task(SIMULATE_RUN_TASK, args=[str(run_id)], queue=queue_for(backend))
 
     def once(self) -> int:
+        """One round: requeue the stale runs (how many), then prune the task records."""
         factory = get_sessionmaker(self.settings.db_url, self.settings.sqlite_busy_timeout_ms)
-        return reap(factory, self.settings.stale_after_s, self.send)
+        n = reap(factory, self.settings.stale_after_s, self.send)
+        if keep_days := self.settings.task_history_days:
+            in_transaction(factory, lambda s: prune_task_executions(s, keep_days))
+        return n
 
     def _loop(self) -> None:
         while True:

@@ -1,18 +1,24 @@
 """The tasks: run one stored request (``simulate_run``), or a chunk of a sweep's runs as one stacked batch
-(``simulate_batch_runs``), and write each run's result. Only run ids come through the broker."""
+(``simulate_batch_runs``), and write each run's result. Only run ids come through the broker. Each task, when
+it ends, records how long it took and how it ended (``task_executions``, models/executions.py)."""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
+from celery import Task
 from sqlalchemy.orm import Session, sessionmaker
 
 from dynamics import SimulationRequest, SimulationResult, simulate, simulate_batch
 from models import Settings, get_sessionmaker, get_settings, session_scope
+from models.base import utcnow
 from models.crud import (
     claim_run,
     claim_runs,
@@ -22,6 +28,7 @@ from models.crud import (
     record_progress,
     store_result,
 )
+from models.executions import SKIPPED, TaskOutcome, record_task_execution, task_outcome
 from models.jobs import SIMULATE_BATCH_TASK, SIMULATE_RUN_TASK
 from models.reaper import in_transaction
 from workers.celery_app import celery_app
@@ -100,7 +107,7 @@ def execute_run(run_id: uuid.UUID, settings: Settings | None = None) -> str:
         run = claim_run(session, run_id, fresh_s=settings.stale_after_s)  # not a live run twice
         if run is None:
             log.info("run %s is not queued or running: skipped", run_id)
-            return "skipped"
+            return SKIPPED
         stored_request = dict(run.request)
     try:
         request = load_request(stored_request, settings)
@@ -135,7 +142,7 @@ def execute_batch(run_ids: Sequence[uuid.UUID], settings: Settings | None = None
     ``execute_run`` does; each run's final status (``skipped`` for a run that was not queued or running)."""
     settings = settings or get_settings()
     factory = get_sessionmaker(settings.db_url, settings.sqlite_busy_timeout_ms)
-    outcome = {str(run_id): "skipped" for run_id in run_ids}
+    outcome = {str(run_id): SKIPPED for run_id in run_ids}
     with session_scope(factory) as session:
         runs = claim_runs(session, run_ids, fresh_s=settings.stale_after_s)  # not a live run twice
         claimed = [(run.id, dict(run.request)) for run in runs]
@@ -169,11 +176,44 @@ def execute_batch(run_ids: Sequence[uuid.UUID], settings: Settings | None = None
     return outcome
 
 
-@celery_app.task(name=SIMULATE_RUN_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def simulate_run(run_id: str) -> str:
-    return execute_run(uuid.UUID(run_id))
+@contextmanager
+def recorded(task: Task, settings: Settings, runs: int) -> Iterator[list[str]]:
+    """Time the block, then record the task's execution: its outcome from the final statuses of its runs, which
+    the block appends to the list it is given (``failed`` if the block raised). Written after the results, in a
+    transaction of its own; a failure to write it is logged, never raised."""
+    statuses: list[str] = []
+    started_at, start = utcnow(), time.perf_counter()
+    outcome = TaskOutcome.failed
+    try:
+        yield statuses
+        outcome = task_outcome(statuses)
+    finally:
+        duration_s, finished_at = time.perf_counter() - start, utcnow()
+
+        def write(session: Session) -> None:
+            record_task_execution(
+                session, task=task.name, celery_task_id=task.request.id, worker=f"{socket.gethostname()}/{os.getpid()}",
+                runs=runs, outcome=outcome, started_at=started_at, finished_at=finished_at, duration_s=duration_s,
+            )
+
+        try:
+            in_transaction(get_sessionmaker(settings.db_url, settings.sqlite_busy_timeout_ms), write, delays=(0.2, 1.0))
+        except Exception:  # noqa: BLE001 - the runs' results are stored; only this record is lost
+            log.exception("task %s (%s): its execution could not be recorded", task.name, task.request.id)
 
 
-@celery_app.task(name=SIMULATE_BATCH_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def simulate_batch_runs(run_ids: list[str]) -> dict[str, str]:
-    return execute_batch([uuid.UUID(r) for r in run_ids])
+@celery_app.task(name=SIMULATE_RUN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def simulate_run(self: Task, run_id: str) -> str:
+    settings = get_settings()
+    with recorded(self, settings, runs=1) as statuses:
+        statuses.append(execute_run(uuid.UUID(run_id), settings))
+    return statuses[0]
+
+
+@celery_app.task(name=SIMULATE_BATCH_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def simulate_batch_runs(self: Task, run_ids: list[str]) -> dict[str, str]:
+    settings = get_settings()
+    with recorded(self, settings, runs=len(run_ids)) as statuses:
+        outcome = execute_batch([uuid.UUID(r) for r in run_ids], settings)
+        statuses.extend(outcome.values())
+    return outcome

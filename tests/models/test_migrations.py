@@ -9,7 +9,7 @@ from sqlalchemy import inspect
 import migrations
 from models import Base, make_engine
 
-TABLES = {"sweeps", "sweep_tags", "runs", "run_tags", "run_summaries", "trajectory_points"}
+TABLES = {"sweeps", "sweep_tags", "runs", "run_tags", "run_summaries", "trajectory_points", "task_executions"}
 
 
 def _tables(url: str) -> set[str]:

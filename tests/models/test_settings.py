@@ -15,6 +15,7 @@ def test_embedded_defaults(embedded_settings: Settings) -> None:
     assert s.broker == "filesystem://"
     assert s.embedded
     assert s.limits == Limits()
+    assert s.task_history_days == 30  # days of task records the reaper keeps
     conf = celery_config(s)
     assert conf["broker_transport_options"]["data_folder_in"] == str(s.data_dir / "broker" / "queue")
     assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
