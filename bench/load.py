@@ -4,14 +4,20 @@
     python -m bench.load --postgres URL --redis URL   # production shape: uvicorn + celery worker processes
     python -m bench.load --url http://127.0.0.1:8000  # a server already running (loopback only)
 
-Three phases of ``--duration / 3`` seconds each, ``--clients`` concurrent clients (asyncio + httpx):
+Four phases of ``--duration / 4`` seconds each, ``--clients`` concurrent clients:
 
-- ``reads``:   GET /v1/runs/{id} (mostly), its trajectory, and the list of runs, over runs made beforehand;
+- ``run-reads``: GET /v1/runs/{id} only, over runs made beforehand (the goal: at least 300 per second);
+- ``reads``:   GET /v1/runs/{id} (mostly), its trajectory, and the list of runs;
 - ``submits``: POST /v1/runs of small, distinct requests (new seeds: no cache hits);
 - ``mixed``:   both at once (1 submission for 4 reads).
 
-It reports the throughput and p50/p95 latency of each endpoint, the number of 5xx answers (must be 0), and
-then waits (bounded by ``--drain``) for every accepted run to reach a terminal state, and says how many did.
+It reports the throughput and p50/p95 latency of each endpoint, the number of 5xx answers (must be 0), the
+API process's CPU time per request (when it started the server: the figure that does not depend on how much
+of the cores the load generator takes), and then waits (bounded by ``--drain``) for every accepted run to
+reach a terminal state, and says how many did.
+
+The clients speak HTTP/1.1 over keep-alive asyncio streams (``Connection``), not httpx: on these 2 cores httpx
+spends more CPU per request than the lindyn server does, so it, not the server, set the throughput.
 Bounded in time (``--duration`` at most 600 s) and in count (``--max-requests``); it talks only to 127.0.0.1.
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import subprocess
@@ -76,6 +83,7 @@ class Target:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.tmp = tempfile.TemporaryDirectory(prefix="lindyn-load-")
         self.url = args.url
+        self.api_pid: int | None = None  # the process serving HTTP, when started here
 
     def start(self) -> str:
         if self.url:
@@ -102,6 +110,7 @@ class Target:
             self.procs.append(subprocess.Popen(
                 [*LINDYN, "serve", "--port", str(port), "--concurrency", str(self.args.worker_concurrency)],
                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        self.api_pid = self.procs[-1].pid  # uvicorn, or `lindyn serve` (uvicorn in-process; workers are children)
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -128,40 +137,99 @@ class Target:
         self.tmp.cleanup()
 
 
-async def call(client: httpx.AsyncClient, stats: Stats, name: str, method: str, url: str, **kw: Any) -> Any:
+class Connection:
+    """One keep-alive HTTP/1.1 connection: a request, then its whole response (Content-Length or chunked)."""
+
+    def __init__(self, base: str) -> None:
+        parts = urlsplit(base)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        try:
+            self.writer.write(head.encode() + b"\r\n" + (body or b""))
+            status = int((await self.reader.readline()).split()[1])
+            headers = {}
+            while (line := await self.reader.readline()) not in (b"\r\n", b""):
+                key, _, value = line.decode("latin-1").partition(":")
+                headers[key.strip().lower()] = value.strip()
+            if "content-length" in headers:
+                data = await self.reader.readexactly(int(headers["content-length"]))
+            elif headers.get("transfer-encoding") == "chunked":
+                parts = []
+                while size := int((await self.reader.readline()).split(b";")[0], 16):
+                    parts.append(await self.reader.readexactly(size))
+                    await self.reader.readexactly(2)
+                await self.reader.readline()
+                data = b"".join(parts)
+            else:
+                data = await self.reader.read()
+                headers["connection"] = "close"
+        except (OSError, IndexError, ValueError, asyncio.IncompleteReadError):
+            self.close()
+            raise
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, data
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def call(conn: Connection, stats: Stats, name: str, method: str, path: str, body: Any = None) -> Any:
+    """One request; its JSON answer (None on a transport error or a non-JSON answer)."""
     start = time.perf_counter()
     try:
-        r = await client.request(method, url, **kw)
-    except httpx.HTTPError as exc:
+        status, data = await conn.request(method, path, None if body is None else json.dumps(body).encode())
+    except (OSError, IndexError, ValueError, asyncio.IncompleteReadError) as exc:
         stats.errors[f"{name}: {type(exc).__name__}"] += 1
         return None
-    stats.record(name, time.perf_counter() - start, r.status_code)
-    return r
+    stats.record(name, time.perf_counter() - start, status)
+    return json.loads(data) if status < 300 and data[:1] == b"{" else {"status": status}
 
 
-async def client_loop(client: httpx.AsyncClient, stats: Stats, phase: str, until: float, readable: list[str],
+async def client_loop(base: str, stats: Stats, phase: str, until: float, readable: list[str],
                       finished: list[str], seeds: Any, max_requests: int) -> None:
     rng = random.Random()
-    while time.monotonic() < until and stats.requests < max_requests:
-        submit = phase == "submits" or (phase == "mixed" and rng.random() < 0.2)
-        if submit:
-            body = {**SMALL, "seed": next(seeds)}
-            r = await call(client, stats, "POST /v1/runs", "POST", "/v1/runs", json=body)
-            if r is not None and r.status_code in (200, 202):
-                stats.accepted.append(r.json()["id"])
-            continue
-        x = rng.random()
-        if x < 0.75:
-            await call(client, stats, "GET /v1/runs/{id}", "GET", f"/v1/runs/{rng.choice(readable)}")
-        elif x < 0.9 and finished:
-            await call(client, stats, "GET /v1/runs/{id}/trajectory", "GET",
-                       f"/v1/runs/{rng.choice(finished)}/trajectory")
-        else:
-            await call(client, stats, "GET /v1/runs", "GET", "/v1/runs", params={"limit": 20})
+    conn = Connection(base)
+    try:
+        while time.monotonic() < until and stats.requests < max_requests:
+            submit = phase == "submits" or (phase == "mixed" and rng.random() < 0.2)
+            if phase == "run-reads":
+                await call(conn, stats, "GET /v1/runs/{id}", "GET", f"/v1/runs/{rng.choice(readable)}")
+                continue
+            if submit:
+                body = {**SMALL, "seed": next(seeds)}
+                r = await call(conn, stats, "POST /v1/runs", "POST", "/v1/runs", body)
+                if r is not None and "id" in r:
+                    stats.accepted.append(r["id"])
+                continue
+            x = rng.random()
+            if x < 0.75:
+                await call(conn, stats, "GET /v1/runs/{id}", "GET", f"/v1/runs/{rng.choice(readable)}")
+            elif x < 0.9 and finished:
+                await call(conn, stats, "GET /v1/runs/{id}/trajectory", "GET",
+                           f"/v1/runs/{rng.choice(finished)}/trajectory")
+            else:
+                await call(conn, stats, "GET /v1/runs", "GET", "/v1/runs?limit=20")
+    finally:
+        conn.close()
 
 
-def report(phase: str, stats: Stats, seconds: float) -> int:
+def report(phase: str, stats: Stats, seconds: float, cpu_s: float | None) -> int:
     print(f"\n== {phase}: {stats.requests} requests in {seconds:.1f} s ({stats.requests / seconds:.0f}/s)")
+    if cpu_s is not None and stats.requests:
+        print(f"   API process CPU: {cpu_s * 1e3 / stats.requests:.2f} ms per request "
+              f"({cpu_s / seconds * 100:.0f}% of a core)")
     print(f"   {'endpoint':32s} {'count':>7s} {'per s':>7s} {'p50 ms':>8s} {'p95 ms':>8s}  statuses")
     n5xx = 0
     for name in sorted(stats.latencies):
@@ -176,7 +244,15 @@ def report(phase: str, stats: Stats, seconds: float) -> int:
     return n5xx + sum(stats.errors.values())
 
 
-async def run(args: argparse.Namespace, base: str) -> int:
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process so far (its own threads, not its children)."""
+    if pid is None:
+        return None
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run(args: argparse.Namespace, base: str, api_pid: int | None = None) -> int:
     limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
     seeds = iter(range(random.randrange(10**9), 10**12))
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
@@ -189,14 +265,16 @@ async def run(args: argparse.Namespace, base: str) -> int:
         finished = await drain(client, seed_ids, 60)
         bad = 0
         all_accepted: list[str] = list(seed_ids)
-        per_phase = args.duration / 3
-        for phase in ("reads", "submits", "mixed"):
+        per_phase = args.duration / 4
+        for phase in ("run-reads", "reads", "submits", "mixed"):
             stats = Stats()
             until = time.monotonic() + per_phase
-            start = time.monotonic()
-            await asyncio.gather(*(client_loop(client, stats, phase, until, seed_ids, finished, seeds,
+            start, cpu_start = time.monotonic(), cpu_seconds(api_pid)
+            await asyncio.gather(*(client_loop(base, stats, phase, until, seed_ids, finished, seeds,
                                                args.max_requests) for _ in range(args.clients)))
-            bad += report(phase, stats, time.monotonic() - start)
+            cpu_end = cpu_seconds(api_pid)
+            cpu = None if cpu_start is None or cpu_end is None else cpu_end - cpu_start
+            bad += report(phase, stats, time.monotonic() - start, cpu)
             all_accepted += stats.accepted
         print(f"\n== waiting (at most {args.drain:.0f} s) for the {len(all_accepted)} accepted runs to finish")
         start = time.monotonic()
@@ -255,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", help="a running server (loopback only); default: start one here")
     p.add_argument("--postgres", help="PostgreSQL URL: start uvicorn + a celery worker on it (needs --redis)")
     p.add_argument("--redis", help="Redis broker URL (with --postgres)")
-    p.add_argument("--duration", type=float, default=30.0, help="seconds of load in all (3 phases)")
+    p.add_argument("--duration", type=float, default=40.0, help="seconds of load in all (4 phases)")
     p.add_argument("--clients", type=int, default=16, help="concurrent clients")
     p.add_argument("--worker-concurrency", type=int, default=1, help="worker processes of the started server")
     p.add_argument("--max-requests", type=int, default=200_000, help="stop a phase after this many requests")
@@ -270,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         base = target.start()
         print(f"lindyn load: {base}, {args.clients} clients, {args.duration:.0f} s "
               f"({'PostgreSQL + Redis' if args.postgres else 'given server' if args.url else 'embedded'})")
-        bad = asyncio.run(run(args, base))
+        bad = asyncio.run(run(args, base, target.api_pid))
     finally:
         target.stop()
     print("\nOK" if bad == 0 else f"\nPROBLEMS: {bad}")

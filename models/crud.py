@@ -312,14 +312,12 @@ def trajectory_rows(run_id: uuid.UUID, result: SimulationResult) -> list[dict[st
 
 
 def trajectory_chunks(
-    session: Session, run: Run, dynamics: Sequence[str] | None = None, *, spectrum: bool = False,
-    chunk_rows: int = 4096,
+    session: Session, run_id: uuid.UUID, names: Sequence[str], *, spectrum: bool = False, chunk_rows: int = 4096,
 ) -> Iterator[Sequence[Row[Any]]]:
-    """The rows of a run's trajectory, ``chunk_rows`` at a time, read from the database as they are asked for
-    (a server-side cursor on PostgreSQL), so a long trajectory is never whole in memory. One row per
-    (dynamics, recorded step), dynamics in the run's order, steps ascending: (dynamics, step,
+    """The rows of a run's trajectory for the dynamics ``names`` (in that order), ``chunk_rows`` at a time,
+    read from the database as they are asked for (a server-side cursor on PostgreSQL), so a long trajectory
+    is never whole in memory. One row per (dynamics, recorded step), steps ascending: (dynamics, step,
     *METRIC_COLUMNS), then the spectrum's bytes (or None) with ``spectrum``."""
-    names = [n for n in run.dynamics_list if dynamics is None or n in dynamics]
     cols: list[Any] = [TrajectoryPoint.dynamics, TrajectoryPoint.step]
     cols += [getattr(TrajectoryPoint, c) for c in METRIC_COLUMNS]
     if spectrum:
@@ -327,7 +325,7 @@ def trajectory_chunks(
     for name in names:
         stmt = (
             select(*cols)
-            .where(TrajectoryPoint.run_id == run.id, TrajectoryPoint.dynamics == name, TrajectoryPoint.recorded)
+            .where(TrajectoryPoint.run_id == run_id, TrajectoryPoint.dynamics == name, TrajectoryPoint.recorded)
             .order_by(TrajectoryPoint.step)
             .execution_options(yield_per=chunk_rows)
         )
@@ -351,9 +349,9 @@ def trajectory_columns(
     (dynamics, recorded step), dynamics in the run's order. Non-finite values come back as None (NaN) or
     as stored (+-inf). With ``spectrum``, a column ``spectrum``: the singular values (a list, s_1 first)
     where they were recorded at that step, else None. Whole in memory: exports stream ``trajectory_chunks``."""
-    names = list(TRAJECTORY_COLUMNS) + (["spectrum"] if spectrum else [])
-    out: dict[str, list[Any]] = {c: [] for c in names}
-    for chunk in trajectory_chunks(session, run, dynamics, spectrum=spectrum):
+    names = [n for n in run.dynamics_list if dynamics is None or n in dynamics]
+    out: dict[str, list[Any]] = {c: [] for c in (*TRAJECTORY_COLUMNS, *(["spectrum"] if spectrum else []))}
+    for chunk in trajectory_chunks(session, run.id, names, spectrum=spectrum):
         for rec in chunk:
             for c, v in zip(TRAJECTORY_COLUMNS, rec):
                 out[c].append(v)
