@@ -104,11 +104,12 @@ class Target:
                  "--loglevel", "WARNING"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
             self.procs.append(subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port),
-                 "--log-level", "warning", "--no-access-log"],
+                 "--log-level", "warning", "--no-access-log", "--workers", str(self.args.api_processes)],
                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         else:
             self.procs.append(subprocess.Popen(
-                [*LINDYN, "serve", "--port", str(port), "--concurrency", str(self.args.worker_concurrency)],
+                [*LINDYN, "serve", "--port", str(port), "--concurrency", str(self.args.worker_concurrency),
+                 "--api-processes", str(self.args.api_processes)],
                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         self.api_pid = self.procs[-1].pid  # uvicorn, or `lindyn serve` (uvicorn in-process; workers are children)
         self.url = f"http://127.0.0.1:{port}"
@@ -245,11 +246,21 @@ def report(phase: str, stats: Stats, seconds: float, cpu_s: float | None) -> int
 
 
 def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU time of a process so far (its own threads, not its children)."""
+    """User + system CPU time so far of the API: the process serving HTTP and, when it is uvicorn's
+    supervisor, its API worker processes (not a Celery worker started beside it)."""
     if pid is None:
         return None
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = path.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(path.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]),
+                                        (path.parent / "cmdline").read_bytes())
+    # uvicorn's workers are spawned by multiprocessing; `lindyn serve`'s Celery worker is `-m lindyn.cli worker`
+    api = [pid] + [p for p, (ppid, _, cmd) in stats.items() if ppid == pid and b"spawn_main" in cmd]
+    return sum(stats[p][1] for p in api if p in stats) / os.sysconf("SC_CLK_TCK")
 
 
 async def run(args: argparse.Namespace, base: str, api_pid: int | None = None) -> int:
@@ -336,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=40.0, help="seconds of load in all (4 phases)")
     p.add_argument("--clients", type=int, default=16, help="concurrent clients")
     p.add_argument("--worker-concurrency", type=int, default=1, help="worker processes of the started server")
+    p.add_argument("--api-processes", type=int, default=1, help="API processes (uvicorn workers) of the started server")
     p.add_argument("--max-requests", type=int, default=200_000, help="stop a phase after this many requests")
     p.add_argument("--drain", type=float, default=600.0, help="seconds to wait for accepted runs to finish")
     args = p.parse_args(argv)

@@ -50,6 +50,10 @@ def serve(
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="API only (workers run elsewhere)")] = False,
     concurrency: Annotated[int, typer.Option(min=1, help="processes of the embedded worker")] = 1,
+    api_processes: Annotated[
+        int, typer.Option(min=1, help="API processes (uvicorn workers) sharing the port; each is one CPU core's "
+                          "worth of requests at most, and keeps its own LINDYN_DB_POOL_SIZE connections")
+    ] = 1,
 ) -> None:
     """Migrate the database, then run the API (and, unless --no-worker, a worker beside it)."""
     import uvicorn
@@ -75,7 +79,8 @@ def serve(
     # worker is stopped below instead of the process dying on the spot
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
-        uvicorn.run("service.main:app", host=host, port=port, log_level="info")
+        uvicorn.run("service.main:app", host=host, port=port, log_level="info",
+                    workers=api_processes if api_processes > 1 else None)
     finally:
         if child is not None:
             _stop(child)

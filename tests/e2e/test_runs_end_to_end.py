@@ -125,3 +125,30 @@ def test_embedded_serve(processes: Processes, tmp_path: Path) -> None:
     os.kill(serve.pid, signal.SIGTERM)
     assert serve.wait(30) == 143, processes.log("serve")[-3000:]
     wait_for(lambda: not any(alive(p) for p in workers), 20, "the embedded worker to exit")
+
+
+def test_serve_with_two_api_processes(processes: Processes, tmp_path: Path) -> None:
+    """`lindyn serve --api-processes 2`: two uvicorn workers share the port beside the Celery worker, a run
+    submitted through them finishes, and SIGTERM to serve stops every one of them."""
+    env = clean_env(LINDYN_DATA_DIR=str(tmp_path / "data"), LINDYN_PROGRESS_INTERVAL_S="0.2")
+    port = free_port()
+    serve = processes.start("serve", [*LINDYN, "serve", "--port", str(port), "--api-processes", "2"], env)
+    api = Api(f"http://127.0.0.1:{port}", processes)
+    api.wait_healthy()
+
+    def cmdline(pid: int) -> bytes:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+    children = children_of(serve.pid)
+    assert sum(b"spawn_main" in cmdline(p) for p in children) == 2, [cmdline(p) for p in children]
+    body = {"d": 8, "rank": 2, "gamma_sigma2": -1.5, "gamma_w": 2.0, "steps": 15, "dynamics": ["gd"]}
+    run_id = api.http.post("/v1/runs", json=body).json()["id"]
+    run = api.wait_finished(run_id, timeout=60)
+    assert run["status"] == "succeeded", run
+    expected = simulate(SimulationRequest.model_validate(body)).trajectory_columns()
+    for _ in range(4):  # answered by either process alike
+        assert api.http.get(f"/v1/runs/{run_id}/trajectory").json() == expected
+
+    os.kill(serve.pid, signal.SIGTERM)
+    serve.wait(30)
+    wait_for(lambda: not any(alive(p) for p in children), 20, "the API processes and the worker to exit")
