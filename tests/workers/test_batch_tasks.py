@@ -3,16 +3,13 @@ real dynamics, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from dynamics import SimulationRequest, simulate
-from sqlalchemy.orm import Session
-
-from models import Run, Settings, get_sessionmaker, session_scope
-from models.crud import cancel_run, claim_runs, new_run, trajectory_columns
+from models import Settings, get_sessionmaker, session_scope
+from models.crud import cancel_run, claim_runs, trajectory_columns
 from models.jobs import SIMULATE_BATCH_TASK
+from tests.workers.stored import get_run, queued_runs, stored_run
 from workers.celery_app import celery_app
 from workers.tasks import BatchProgressWriter, RunCancelled, batch_step, execute_batch, simulate_batch_runs
 
@@ -28,33 +25,13 @@ def settings(db_url: str, tmp_path) -> Settings:  # type: ignore[no-untyped-def]
     return Settings(data_dir=tmp_path, database_url=db_url, progress_interval_s=0)
 
 
-def _queued(settings: Settings, requests: list[SimulationRequest]) -> list[uuid.UUID]:
-    with session_scope(get_sessionmaker(settings.db_url)) as s:
-        runs = [new_run(r) for r in requests]
-        s.add_all(runs)
-    return [r.id for r in runs]
-
-
-def _get(session: Session, run_id: uuid.UUID) -> Run:
-    run = session.get(Run, run_id)
-    assert run is not None
-    return run
-
-
-def _run(settings: Settings, run_id: uuid.UUID) -> Run:
-    with get_sessionmaker(settings.db_url)() as s:
-        run = _get(s, run_id)
-        _ = run.summaries
-        return run
-
-
 def test_each_run_stores_what_dynamics_returns_for_it_alone(settings: Settings) -> None:
-    ids = _queued(settings, POINTS)
+    ids = queued_runs(settings, POINTS)
     outcome = execute_batch(ids, settings)
     assert outcome == {str(i): "succeeded" for i in ids}
     for run_id, request in zip(ids, POINTS, strict=True):
         expected = simulate(request)
-        run = _run(settings, run_id)
+        run = stored_run(settings, run_id)
         assert run.status == "succeeded" and run.attempts == 1 and run.error is None
         assert run.timings is not None and run.timings["batch_size"] == len(POINTS)
         assert run.progress_step == max(s.steps_run for s in expected.summaries.values())
@@ -65,7 +42,7 @@ def test_each_run_stores_what_dynamics_returns_for_it_alone(settings: Settings) 
         assert expected.comparison is not None
         assert run.log_max_distance == pytest.approx(expected.comparison.log_max_distance, rel=1e-9)
         with get_sessionmaker(settings.db_url)() as s:
-            got = trajectory_columns(s, _get(s, run_id))
+            got = trajectory_columns(s, get_run(s, run_id))
         want_cols = expected.trajectory_columns()
         assert got["step"] == want_cols["step"] and got["dynamics"] == want_cols["dynamics"]
         assert got["test_error"] == pytest.approx(want_cols["test_error"], rel=1e-9)
@@ -74,50 +51,50 @@ def test_each_run_stores_what_dynamics_returns_for_it_alone(settings: Settings) 
 
 
 def test_cancelled_and_invalid_runs_are_left_out(settings: Settings) -> None:
-    ids = _queued(settings, POINTS[:3])
+    ids = queued_runs(settings, POINTS[:3])
     with session_scope(get_sessionmaker(settings.db_url)) as s:
-        cancel_run(s, _get(s, ids[0]))
-        _get(s, ids[1]).request = {**POINTS[1].normalized(), "rank": 99}  # no longer valid
+        cancel_run(s, get_run(s, ids[0]))
+        get_run(s, ids[1]).request = {**POINTS[1].normalized(), "rank": 99}  # no longer valid
     outcome = execute_batch(ids, settings)
     assert outcome == {str(ids[0]): "skipped", str(ids[1]): "failed", str(ids[2]): "succeeded"}
-    assert "rank" in (_run(settings, ids[1]).error or "")
-    assert _run(settings, ids[0]).status == "cancelled" and _run(settings, ids[0]).summaries == []
+    assert "rank" in (stored_run(settings, ids[1]).error or "")
+    assert stored_run(settings, ids[0]).status == "cancelled" and stored_run(settings, ids[0]).summaries == []
 
 
 def test_progress_of_a_batch_and_cancelling_it(settings: Settings) -> None:
-    ids = _queued(settings, POINTS[:2])  # 40 and 30 steps
+    ids = queued_runs(settings, POINTS[:2])  # 40 and 30 steps
     factory = get_sessionmaker(settings.db_url)
     with session_scope(factory) as s:
         claim_runs(s, ids)
     progress = BatchProgressWriter(settings, ids, [40, 30])
     progress(35 + 30, 70)  # step 35: the first run at 35, the second done
-    assert [_run(settings, i).progress_step for i in ids] == [35, 30]
+    assert [stored_run(settings, i).progress_step for i in ids] == [35, 30]
     with session_scope(factory) as s:
-        cancel_run(s, _get(s, ids[1]))
+        cancel_run(s, get_run(s, ids[1]))
     progress(36 + 30, 70)  # one still running: the batch goes on
-    assert _run(settings, ids[0]).progress_step == 36 and _run(settings, ids[1]).progress_step == 30
+    assert stored_run(settings, ids[0]).progress_step == 36 and stored_run(settings, ids[1]).progress_step == 30
     with session_scope(factory) as s:
-        cancel_run(s, _get(s, ids[0]))
+        cancel_run(s, get_run(s, ids[0]))
     with pytest.raises(RunCancelled):  # none running: the batch stops
         progress(37 + 30, 70)
 
 
 def test_a_run_cancelled_during_the_batch_keeps_no_result(settings: Settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    ids = _queued(settings, POINTS[:2])
+    ids = queued_runs(settings, POINTS[:2])
     factory = get_sessionmaker(settings.db_url)
     calls: list[int] = []
 
     def cancel_first(self: BatchProgressWriter, step: int, total: int) -> bool:
         if not calls:
             with session_scope(factory) as s:
-                cancel_run(s, _get(s, ids[0]))
+                cancel_run(s, get_run(s, ids[0]))
         calls.append(step)
         return original(self, step, total)
 
     original = BatchProgressWriter.write
     monkeypatch.setattr(BatchProgressWriter, "write", cancel_first)
     assert execute_batch(ids, settings) == {str(ids[0]): "cancelled", str(ids[1]): "succeeded"}
-    assert calls and _run(settings, ids[0]).summaries == [] and _run(settings, ids[0]).status == "cancelled"
+    assert calls and stored_run(settings, ids[0]).summaries == [] and stored_run(settings, ids[0]).status == "cancelled"
 
 
 def test_batch_step() -> None:

@@ -11,17 +11,16 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 import workers.tasks
-from dynamics import SimulationRequest
-from models import Run, Settings, TaskExecution, get_sessionmaker, session_scope
+from models import Settings, TaskExecution, get_sessionmaker, session_scope
 from models.base import utcnow
-from models.crud import cancel_run, new_run
+from models.crud import cancel_run
 from models.executions import TaskOutcome, record_task_execution
 from models.jobs import SIMULATE_BATCH_TASK, SIMULATE_RUN_TASK
 from tests.workers.test_batch_tasks import POINTS
 from tests.workers.test_tasks import REQ
+from tests.workers.stored import get_run, queued_runs, stored_run
 from workers.reliability import Reaper
 from workers.tasks import ProgressWriter, simulate_batch_runs, simulate_run
 
@@ -34,41 +33,21 @@ def settings(db_url: str, embedded_settings: Settings, monkeypatch: pytest.Monke
     return settings
 
 
-def _queued(settings: Settings, requests: list[SimulationRequest]) -> list[uuid.UUID]:
-    with session_scope(get_sessionmaker(settings.db_url)) as s:
-        runs = [new_run(r) for r in requests]
-        s.add_all(runs)
-    return [r.id for r in runs]
-
-
 def _executions(settings: Settings) -> list[TaskExecution]:
     with get_sessionmaker(settings.db_url)() as s:
         return list(s.scalars(select(TaskExecution).order_by(TaskExecution.finished_at)))
 
 
-def _get(session: Session, run_id: uuid.UUID) -> Run:
-    run = session.get(Run, run_id)
-    assert run is not None
-    return run
-
-
-def _run(settings: Settings, run_id: uuid.UUID) -> Run:
-    with get_sessionmaker(settings.db_url)() as s:
-        run = _get(s, run_id)
-        _ = run.summaries
-        return run
-
-
 def _cancel(settings: Settings, run_id: uuid.UUID) -> None:
     with session_scope(get_sessionmaker(settings.db_url)) as s:
-        cancel_run(s, _get(s, run_id))
+        cancel_run(s, get_run(s, run_id))
 
 
 def test_a_run_task_records_one_row(settings: Settings) -> None:
-    [run_id] = _queued(settings, [REQ])
+    [run_id] = queued_runs(settings, [REQ])
     assert simulate_run.apply(args=[str(run_id)], task_id="task-1").get() == "succeeded"
     [row] = _executions(settings)
-    run = _run(settings, run_id)
+    run = stored_run(settings, run_id)
     assert (row.task, row.celery_task_id, row.runs, row.outcome) == (SIMULATE_RUN_TASK, "task-1", 1, "succeeded")
     assert row.worker == f"{socket.gethostname()}/{os.getpid()}"
     # timed around the run: claimed after the task started, its result stored before the task ended
@@ -83,7 +62,7 @@ def test_a_run_task_records_one_row(settings: Settings) -> None:
 
 
 def test_a_batch_task_records_one_row_for_its_runs(settings: Settings) -> None:
-    ids = _queued(settings, POINTS)
+    ids = queued_runs(settings, POINTS)
     outcome = simulate_batch_runs.apply(args=[[str(i) for i in ids]], task_id="batch-1").get()
     assert outcome == {str(i): "succeeded" for i in ids}
     [row] = _executions(settings)
@@ -92,10 +71,10 @@ def test_a_batch_task_records_one_row_for_its_runs(settings: Settings) -> None:
 
 
 def test_a_batch_whose_runs_end_differently_is_partial(settings: Settings) -> None:
-    ids = _queued(settings, POINTS[:3])
+    ids = queued_runs(settings, POINTS[:3])
     _cancel(settings, ids[0])  # not claimed: does not count
     with session_scope(get_sessionmaker(settings.db_url)) as s:
-        _get(s, ids[1]).request = {**POINTS[1].normalized(), "rank": 99}  # no longer valid
+        get_run(s, ids[1]).request = {**POINTS[1].normalized(), "rank": 99}  # no longer valid
     outcome = simulate_batch_runs.apply(args=[[str(i) for i in ids]]).get()
     assert sorted(outcome.values()) == ["failed", "skipped", "succeeded"]
     [row] = _executions(settings)
@@ -103,15 +82,15 @@ def test_a_batch_whose_runs_end_differently_is_partial(settings: Settings) -> No
 
 
 def test_a_task_given_a_cancelled_run_records_nothing(settings: Settings) -> None:
-    [run_id] = _queued(settings, [REQ])
+    [run_id] = queued_runs(settings, [REQ])
     _cancel(settings, run_id)
     assert simulate_run.apply(args=[str(run_id)]).get() == "skipped"
     assert [(r.runs, r.outcome) for r in _executions(settings)] == [(1, "nothing")]
-    assert _run(settings, run_id).status == "cancelled"
+    assert stored_run(settings, run_id).status == "cancelled"
 
 
 def test_a_run_cancelled_while_running_records_cancelled(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    [run_id] = _queued(settings, [REQ])
+    [run_id] = queued_runs(settings, [REQ])
     original = ProgressWriter.write
 
     def cancel_first(self: ProgressWriter, step: int, total: int) -> bool:
@@ -121,18 +100,18 @@ def test_a_run_cancelled_while_running_records_cancelled(settings: Settings, mon
     monkeypatch.setattr(ProgressWriter, "write", cancel_first)
     assert simulate_run.apply(args=[str(run_id)]).get() == "cancelled"
     assert [(r.runs, r.outcome) for r in _executions(settings)] == [(1, "cancelled")]
-    assert _run(settings, run_id).status == "cancelled"
+    assert stored_run(settings, run_id).status == "cancelled"
 
 
 def test_a_simulation_that_raises_records_failed(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    [run_id] = _queued(settings, [REQ])
+    [run_id] = queued_runs(settings, [REQ])
 
     def boom(*_: object, **__: object) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(workers.tasks, "simulate", boom)
     assert simulate_run.apply(args=[str(run_id)]).get() == "failed"
-    run = _run(settings, run_id)
+    run = stored_run(settings, run_id)
     assert run.status == "failed" and run.error == "RuntimeError: boom" and run.finished_at is not None
     assert [(r.runs, r.outcome) for r in _executions(settings)] == [(1, "failed")]
 
@@ -150,7 +129,7 @@ def test_a_task_that_raises_records_failed(settings: Settings, monkeypatch: pyte
 def test_a_record_that_cannot_be_written_changes_nothing(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    [run_id] = _queued(settings, [REQ])
+    [run_id] = queued_runs(settings, [REQ])
 
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("table away")
@@ -158,7 +137,7 @@ def test_a_record_that_cannot_be_written_changes_nothing(
     monkeypatch.setattr(workers.tasks, "record_task_execution", broken)
     with caplog.at_level(logging.ERROR, logger="workers.tasks"):
         assert simulate_run.apply(args=[str(run_id)]).get() == "succeeded"
-    run = _run(settings, run_id)
+    run = stored_run(settings, run_id)
     assert run.status == "succeeded" and run.error is None and len(run.summaries) == 2
     assert _executions(settings) == []
     assert "its execution could not be recorded" in caplog.text and "table away" in caplog.text
