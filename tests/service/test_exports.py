@@ -162,3 +162,18 @@ def test_a_trajectory_read_in_many_batches_equals_the_simulation(
                 assert rows.loc[others, "spectrum"].isna().all()
             else:
                 assert rows.loc[others, "s_1"].isna().all() and rows.loc[others, "s_6"].isna().all()
+
+
+def test_export_memory_bench_runs_and_both_ways_give_the_same_table() -> None:
+    """``python -m bench.export_memory`` (small): every format measured both ways, the same table each time
+    (it exits non-zero otherwise). Its memory figures are for the closing notes, not asserted."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.export_memory", "--rows", "3000", "--d", "8", "--repeats", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = [line.split() for line in done.stdout.splitlines() if line.split()[:1] in (["json"], ["csv"], ["parquet"])]
+    assert [r[0] for r in rows] == ["json", "csv", "parquet"] and all(r[-1] == "True" for r in rows), done.stdout
