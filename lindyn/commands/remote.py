@@ -54,6 +54,15 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _out_format(out: Path, formats: tuple[str, ...]) -> str:
+    """The format named by --out's extension; exit 2 naming the ones allowed otherwise."""
+    fmt = out.suffix.lstrip(".").lower()
+    if fmt not in formats:
+        allowed = ", ".join(f".{f}" for f in formats[:-1]) + f" or .{formats[-1]}"
+        raise _fail(f"--out: unknown format {out.suffix or '(none)'!r} for {out}: use {allowed}", 2)
+    return fmt
+
+
 @contextmanager
 def _api_errors() -> Iterator[None]:
     """The client's exceptions as a message on stderr and an exit code."""
@@ -259,9 +268,7 @@ def fetch(
     """Download a finished run's trajectory (format from the file's extension)."""
     from lindyn.client import TRAJECTORY_FORMATS
 
-    fmt = out.suffix.lstrip(".").lower()
-    if fmt not in TRAJECTORY_FORMATS:
-        raise _fail(f"--out: unknown format {out.suffix or '(none)'!r} for {out}: use .parquet, .csv or .json", 2)
+    fmt = _out_format(out, TRAJECTORY_FORMATS)
     with _api_errors(), _client(server, api_key) as client:
         client.run(run_id).export(out, fmt, dynamics=dynamics)
     typer.echo(f"trajectory of run {run_id} written to {out}", err=True)
@@ -276,9 +283,7 @@ def figure(
     """Download a finished run's figure (the paper's Figure 1 for this run)."""
     from lindyn.client import FIGURE_FORMATS
 
-    fmt = out.suffix.lstrip(".").lower()
-    if fmt not in FIGURE_FORMATS:
-        raise _fail(f"--out: unknown format {out.suffix or '(none)'!r} for {out}: use .png or .svg", 2)
+    fmt = _out_format(out, FIGURE_FORMATS)
     with _api_errors(), _client(server, api_key) as client:
         client.run(run_id).figure(out, fmt)
     typer.echo(f"figure of run {run_id} written to {out}", err=True)
@@ -386,10 +391,7 @@ def table(
     """A sweep's results, one row per grid point: write it to --out, or print it."""
     from lindyn.client import TRAJECTORY_FORMATS
 
-    if out is not None:
-        fmt = out.suffix.lstrip(".").lower()
-        if fmt not in TRAJECTORY_FORMATS:
-            raise _fail(f"--out: unknown format {out.suffix or '(none)'!r} for {out}: use .parquet, .csv or .json", 2)
+    fmt = None if out is None else _out_format(out, TRAJECTORY_FORMATS)
     with _api_errors(), _client(server, api_key) as client:
         sw = client.get_sweep(sweep_id)
         if out is not None:
@@ -420,9 +422,7 @@ def phase_diagram(
     """Download a sweep's phase diagram: a heat map of a metric over its two axes."""
     from lindyn.client import FIGURE_FORMATS
 
-    fmt = out.suffix.lstrip(".").lower()
-    if fmt not in FIGURE_FORMATS:
-        raise _fail(f"--out: unknown format {out.suffix or '(none)'!r} for {out}: use .png or .svg", 2)
+    fmt = _out_format(out, FIGURE_FORMATS)
     with _api_errors(), _client(server, api_key) as client:
         client.get_sweep(sweep_id).phase_diagram(out, metric, dynamics=dynamics, format=fmt)
     typer.echo(f"phase diagram of sweep {sweep_id} written to {out}", err=True)
