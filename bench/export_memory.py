@@ -125,6 +125,7 @@ def in_memory(url: str, run_id: str, fmt: str, out: str) -> None:
 
     from models import Run, get_sessionmaker
     from models.crud import trajectory_columns
+    from service.exports import _csv_cell
     from service.schemas.runs import finite_or_none
     from service.trajectory import TRAJECTORY_TYPES
 
@@ -150,8 +151,7 @@ def in_memory(url: str, run_id: str, fmt: str, out: str) -> None:
             text = io.StringIO()
             writer = csv.writer(text, lineterminator="\n")
             writer.writerow(list(columns))
-            cell = lambda v: "" if v is None else (repr(v) if isinstance(v, float) else v)  # noqa: E731
-            writer.writerows(zip(*([cell(v) for v in vals] for vals in columns.values())))
+            writer.writerows(zip(*([_csv_cell(v) for v in vals] for vals in columns.values())))
             body = text.getvalue().encode()
     with open(out, "wb") as f:
         f.write(body)

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, RunStatus, UtcDateTime, utcnow
 
-#: the longest tag key and value of a run or sweep (the columns of run_tags and sweep_tags)
+#: the longest name of a run or sweep, and the longest tag key and value (run_tags, sweep_tags)
 NAME_LENGTH = 200
 TAG_KEY_LENGTH = 100
 TAG_VALUE_LENGTH = 200

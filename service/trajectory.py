@@ -53,7 +53,7 @@ def trajectory_export(
 
 def _record_batch(rows: Sequence[Any], schema: pa.Schema, width: int, *, as_list: bool,
                   spectrum: bool) -> pa.RecordBatch:
-    columns = list(zip(*rows)) if rows else [()] * (len(TRAJECTORY_COLUMNS) + spectrum)
+    columns = list(zip(*rows))  # a chunk of the database's rows is never empty
     arrays: list[pa.Array] = [
         pa.array(columns[i], type=TRAJECTORY_TYPES[name]) for i, name in enumerate(TRAJECTORY_COLUMNS)
     ]

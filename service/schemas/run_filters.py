@@ -27,7 +27,7 @@ class _RunFiltersBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(50, ge=1, le=MAX_PAGE, description="page size")
-    cursor: Text | None = Field(None, description="next_cursor of the previous page (same filters and sort)")
+    cursor: str | None = Field(None, description="next_cursor of the previous page (same filters and sort)")
     offset: int = Field(0, ge=0, description="rows to skip (without a cursor); prefer the cursor")
     sort: SortName = Field(  # type: ignore[valid-type]
         DEFAULT_SORT,
