@@ -8,15 +8,18 @@ import io
 import itertools
 import json
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fastapi import HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from service.schemas.runs import finite_or_none
 
@@ -85,6 +88,12 @@ class Export:
         schema = pa.schema([(name, types[name]) for name in columns])
         return cls(schema, [pa.RecordBatch.from_pydict(columns, schema=schema)], filename)
 
+    def close(self) -> None:
+        """Close the batches' generator (its database session with it), if they are one."""
+        close = getattr(self.batches, "close", None)
+        if close is not None:
+            close()
+
 
 def rows_per_batch(n_columns: int, values: int = 1 << 18) -> int:
     """Rows per record batch so that a batch holds about ``values`` cells (at least 256 rows)."""
@@ -95,11 +104,49 @@ def export_response(export: Export, fmt: ExportFormat) -> StreamingResponse:
     """``export`` streamed in ``fmt``: JSON (one list per column, non-finite numbers as null), CSV (empty
     for null, floats in their shortest exact form) or Parquet (a row group per batch)."""
     if fmt == "json":
-        return StreamingResponse(_json_chunks(export), media_type="application/json")
+        return ClosingStreamingResponse(_closing_export(export, _json_chunks), media_type="application/json")
     disposition = {"Content-Disposition": f'attachment; filename="{export.filename}.{fmt}"'}
     if fmt == "csv":
-        return StreamingResponse(_csv_chunks(export), media_type="text/csv", headers=disposition)
-    return StreamingResponse(_parquet_chunks(export), media_type=PARQUET_MEDIA_TYPE, headers=disposition)
+        return ClosingStreamingResponse(_closing_export(export, _csv_chunks), media_type="text/csv",
+                                        headers=disposition)
+    return ClosingStreamingResponse(_closing_export(export, _parquet_chunks), media_type=PARQUET_MEDIA_TYPE,
+                                    headers=disposition)
+
+
+def _closing_export(export: Export, encode: Callable[[Export], Iterator[Any]]) -> Iterator[Any]:
+    """The chunks of ``encode(export)``; the export's batches closed when they stop, early or not."""
+    try:
+        yield from encode(export)
+    finally:
+        export.close()
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """A response streaming a sync generator (made a chunk at a time in a worker thread) that closes it when
+    the response ends, however it ends: sent whole, the client gone (Starlette cancels the stream), or an
+    error. Closing runs the generator's ``finally`` and ``with`` exits (the JSON spool removed, the
+    database cursor released) at once, not when the garbage collector gets to it."""
+
+    def __init__(self, chunks: Iterator[Any], **kwargs: Any) -> None:
+        super().__init__(_closing(chunks), **kwargs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):  # also when the stream was cancelled
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+
+
+async def _closing(chunks: Iterator[Any]) -> AsyncIterator[Any]:
+    """``chunks`` made in a worker thread, closed in one when the iteration stops, early or not."""
+    try:
+        async for chunk in iterate_in_threadpool(chunks):
+            yield chunk
+    finally:
+        # the thread that made the last chunk has returned (anyio does not abandon it on cancellation)
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(getattr(chunks, "close", lambda: None))
 
 
 # ---- CSV -------------------------------------------------------------------------------------------------

@@ -21,11 +21,11 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-import service.trajectory
+from core import Settings
 from dynamics import SimulationRequest, simulate
-from models import Settings
 from service.exports import Export, ExportFormat, export_response
 from service.schemas.runs import finite_or_none
+import service.trajectory
 from workers.tasks import execute_run
 
 TYPES = {"dynamics": pa.string(), "step": pa.int64(), "x": pa.float64()}
@@ -118,6 +118,49 @@ def test_json_spool_is_removed_even_when_the_client_goes_away(monkeypatch: pytes
 
     asyncio.run(only_the_start())
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "parquet"])
+def test_a_client_gone_mid_stream_closes_the_export_at_once(
+    fmt: ExportFormat, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The whole ASGI response, as a server runs it: the client disconnects while a chunk is being sent
+    (Starlette cancels the stream, leaving the body's generator suspended); the response closes the
+    generator itself, before it returns: no garbage collection, no timing."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    closed: list[bool] = []
+    export = _batched(_columns(100), 10)
+    inner = export.batches
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from inner
+        finally:
+            closed.append(True)
+
+    export.batches = batches()
+
+    async def disconnect_mid_stream() -> None:
+        first_chunk = asyncio.Event()
+        spooled: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            await first_chunk.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body" and message["body"]:
+                spooled.append(len(list(tmp_path.iterdir())))
+                first_chunk.set()
+                await asyncio.Event().wait()  # the client is gone: this send never completes
+
+        response = export_response(export, fmt)
+        await response({"type": "http", "asgi": {"spec_version": "2.3"}}, receive, send)
+        assert spooled == [1 if fmt == "json" else 0]  # JSON over many batches had spooled
+
+    asyncio.run(disconnect_mid_stream())
+    assert list(tmp_path.iterdir()) == []
+    assert closed == [True]  # the batches' generator was closed too (its database cursor released)
 
 
 # ---- through the API -------------------------------------------------------------------------------------
