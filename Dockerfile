@@ -7,6 +7,7 @@
 FROM scratch AS source
 COPY pyproject.toml README.md* alembic.ini /src/
 COPY dynamics /src/dynamics
+COPY core /src/core
 COPY models /src/models
 COPY migrations /src/migrations
 COPY workers /src/workers
@@ -22,7 +23,7 @@ RUN apt-get update \
     && python3 -m venv /opt/venv
 WORKDIR /app
 COPY --from=source /src /app
-RUN pip install ".[gpu]" \
+RUN pip install ".[server,gpu]" \
     && useradd --create-home --uid 10001 lindyn && mkdir -p /data && chown lindyn /data
 USER lindyn
 CMD ["lindyn", "worker", "--queues", "gpu", "--concurrency", "1"]
@@ -31,7 +32,7 @@ FROM python:3.11-slim AS cpu
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 LINDYN_DATA_DIR=/data
 WORKDIR /app
 COPY --from=source /src /app
-RUN pip install . \
+RUN pip install ".[server]" \
     && useradd --create-home --uid 10001 lindyn && mkdir -p /data && chown lindyn /data
 USER lindyn
 EXPOSE 8000

@@ -50,8 +50,9 @@ def make_database(url: str, rows: int, d: int, spectrum_every: int) -> str:
 
     import migrations
     from dynamics import METRIC_COLUMNS, SimulationRequest
-    from models import get_sessionmaker, session_scope
-    from models.crud import encode_spectrum, new_run
+    from core import get_sessionmaker, session_scope
+    from models.results import encode_spectrum
+    from models.runs import new_run
     from models.tables import TrajectoryPoint
 
     migrations.upgrade(url)
@@ -83,7 +84,7 @@ def make_database(url: str, rows: int, d: int, spectrum_every: int) -> str:
 # ---- one measurement (in a fresh process) ------------------------------------------------------------------
 def streamed(url: str, run_id: str, fmt: str, out: str) -> None:
     """The body as the API sends it, consumed chunk by chunk (each written to ``out`` and dropped)."""
-    from models import Settings
+    from core import Settings
     from service.main import create_app
 
     app = create_app(Settings(database_url=url))
@@ -123,8 +124,9 @@ def in_memory(url: str, run_id: str, fmt: str, out: str) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from models import Run, get_sessionmaker
-    from models.crud import trajectory_columns
+    from core import get_sessionmaker
+    from models import Run
+    from models.results import trajectory_columns
     from service.exports import _csv_cell
     from service.schemas.runs import finite_or_none
     from service.trajectory import TRAJECTORY_TYPES

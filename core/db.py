@@ -1,15 +1,22 @@
-"""Engines and sessions. One engine per URL and process; a session per request (service) or per task (workers)."""
+"""Engines and sessions. One engine per URL and process; a session per request (service) or per task (workers);
+a transaction retried across dropped connections (``in_transaction``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = 30_000, **kwargs: Any) -> Engine:
@@ -65,3 +72,32 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+#: waits between attempts of a database transaction whose connection failed (about 15 s in all)
+RETRY_DELAYS_S: tuple[float, ...] = (0.1, 0.3, 0.6, 1.0, 2.0, 4.0, 7.0)
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """A failure of the connection (server restarted, backend terminated, network): worth retrying."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
+def in_transaction(
+    factory: sessionmaker[Session], work: Callable[[Session], T], *, delays: Iterable[float] = RETRY_DELAYS_S
+) -> T:
+    """``work(session)`` in a transaction of its own, committed; run again from the start in a fresh session
+    when the connection fails (the failed transaction was rolled back, so nothing is doubled)."""
+    delays = list(delays)
+    for attempt in range(len(delays) + 1):
+        try:
+            with session_scope(factory) as session:
+                return work(session)
+        except Exception as exc:
+            if attempt == len(delays) or not is_disconnect(exc):
+                raise
+            log.warning("database connection failed (%s); retrying in %.1fs", type(exc).__name__, delays[attempt])
+            time.sleep(delays[attempt])
+    raise AssertionError("unreachable")  # pragma: no cover

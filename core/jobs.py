@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.settings import Settings
+from core.settings import Settings
 
 SIMULATE_RUN_TASK = "lindyn.simulate_run"
 SIMULATE_BATCH_TASK = "lindyn.simulate_batch_runs"  # a chunk of a sweep's runs, run as one stacked batch

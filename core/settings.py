@@ -1,7 +1,7 @@
 """The one settings object of the service and the workers (pydantic-settings, prefix ``LINDYN_``).
 
-It lives in ``models`` because both ``service`` and ``workers`` depend on ``models`` and neither on the other;
-importing it pulls in neither FastAPI nor Celery.
+It lives in ``core``, which every server process shares (``service`` and ``workers`` depend on it and neither on
+the other); importing it pulls in neither FastAPI nor Celery nor SQLAlchemy.
 
 Embedded default (no variable set): a SQLite file and kombu's filesystem broker, both under ``DATA_DIR``.
 Production: ``LINDYN_DATABASE_URL=postgresql+psycopg://...`` and ``LINDYN_BROKER_URL=redis://...``.

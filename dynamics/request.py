@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -25,12 +24,12 @@ from pydantic import (
 DynamicsName = Literal["gd", "self_consistent", "lazy", "balanced"]
 DYNAMICS: tuple[str, ...] = ("gd", "self_consistent", "lazy", "balanced")
 
-#: Default limits; overridable with environment variables (the service passes its settings through
-#: the validation context as ``{"limits": Limits(...)}``).
-DEFAULT_MAX_STEPS = int(os.environ.get("LINDYN_MAX_STEPS", "100000"))
-DEFAULT_MAX_D = int(os.environ.get("LINDYN_MAX_D", "4096"))
-DEFAULT_DENSE_MEMORY_BYTES = int(os.environ.get("LINDYN_DENSE_MEMORY_BYTES", str(2 * 1024**3)))
-DEFAULT_MAX_RESULT_BYTES = int(os.environ.get("LINDYN_MAX_RESULT_BYTES", str(1024**3)))
+#: Default limits. dynamics reads no environment: the service and the workers pass theirs (the settings
+#: object's, core/settings.py) through the validation context as ``{"limits": Limits(...)}``.
+DEFAULT_MAX_STEPS = 100_000
+DEFAULT_MAX_D = 4096
+DEFAULT_DENSE_MEMORY_BYTES = 2 * 1024**3
+DEFAULT_MAX_RESULT_BYTES = 1024**3
 
 
 class Limits(BaseModel):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from models import Base, get_settings, make_engine
+from core import get_settings, make_engine
+from models import Base
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, MetaData, TypeDecorator
+from sqlalchemy import DateTime, Dialect, Enum, MetaData, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -58,3 +57,20 @@ class RunStatus(enum.StrEnum):
 
 
 RUN_STATUSES: tuple[str, ...] = tuple(s.value for s in RunStatus)
+
+
+class TaskOutcome(enum.StrEnum):
+    """How a worker's task ended, from the final statuses of the runs it claimed (models/executions.py)."""
+
+    succeeded = "succeeded"  # every one stored its result (succeeded or diverged)
+    partial = "partial"  # some stored their result, the others failed or were cancelled
+    failed = "failed"  # none stored a result, not all cancelled; or the task itself raised
+    cancelled = "cancelled"  # every one was cancelled while it ran
+    nothing = "nothing"  # it could claim none: a copy delivered again, runs finished or cancelled before it
+
+
+def status_type(values: type[enum.StrEnum]) -> Enum:
+    """A column of one of these values, read back as the enum: stored as its value in a VARCHAR(16) (the
+    migrations' type, no CHECK constraint, so the same schema on SQLite and PostgreSQL), checked on writing."""
+    return Enum(values, native_enum=False, create_constraint=False, length=16, validate_strings=True,
+                values_callable=lambda members: [m.value for m in members])

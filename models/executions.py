@@ -4,30 +4,19 @@ reaper (workers/reliability.py)."""
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from models.base import RunStatus, utcnow
+from models.base import RunStatus, TaskOutcome, utcnow
 from models.tables import TaskExecution
 
 #: the final statuses of a run that stored its result
-STORED = (RunStatus.succeeded.value, RunStatus.diverged.value)
+STORED = (RunStatus.succeeded, RunStatus.diverged)
 #: what a task gives as the final status of a run it did not claim (finished, cancelled, or live elsewhere)
 SKIPPED = "skipped"
-
-
-class TaskOutcome(enum.StrEnum):
-    """How a task ended, from the final statuses of the runs it claimed."""
-
-    succeeded = "succeeded"  # every one stored its result (succeeded or diverged)
-    partial = "partial"  # some stored their result, the others failed or were cancelled
-    failed = "failed"  # none stored a result, not all cancelled; or the task itself raised
-    cancelled = "cancelled"  # every one was cancelled while it ran
-    nothing = "nothing"  # it could claim none: a copy delivered again, runs finished or cancelled before it
 
 
 def task_outcome(statuses: Iterable[str]) -> TaskOutcome:
@@ -40,7 +29,7 @@ def task_outcome(statuses: Iterable[str]) -> TaskOutcome:
         return TaskOutcome.succeeded
     if stored:
         return TaskOutcome.partial
-    if all(s == RunStatus.cancelled.value for s in claimed):
+    if all(s == RunStatus.cancelled for s in claimed):
         return TaskOutcome.cancelled
     return TaskOutcome.failed
 
@@ -59,7 +48,7 @@ def record_task_execution(
 ) -> TaskExecution:
     """Add the record of a task that ended."""
     row = TaskExecution(
-        task=task, celery_task_id=celery_task_id, worker=worker, runs=runs, outcome=outcome.value,
+        task=task, celery_task_id=celery_task_id, worker=worker, runs=runs, outcome=outcome,
         started_at=started_at, finished_at=finished_at, duration_s=duration_s,
     )
     session.add(row)

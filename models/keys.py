@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import String, Uuid, select, update
+from sqlalchemy import String, Uuid, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, UtcDateTime, utcnow
@@ -65,6 +65,11 @@ def revoke_key(session: Session, ident: str) -> int:
         return 0
     result = session.execute(update(ApiKey).where(cond, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow()))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def count_keys(session: Session) -> int:
+    """How many keys the table holds, revoked ones included."""
+    return session.scalar(select(func.count()).select_from(ApiKey)) or 0
 
 
 def any_stored_key(session: Session) -> bool:

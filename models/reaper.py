@@ -1,5 +1,5 @@
-"""Surviving faults: database writes retried across dropped connections, the heartbeat of a running run,
-and the reaper that finds runs stuck in ``running`` on a worker that died and queues them again.
+"""Surviving faults: the heartbeat of a running run (its database writes retried across dropped
+connections by ``core.db.in_transaction``), and the reaper that finds runs stuck in ``running`` on a worker that died and queues them again.
 
 Why a heartbeat (and not only the broker's visibility timeout):
 
@@ -24,58 +24,25 @@ Why a heartbeat (and not only the broker's visibility timeout):
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import TypeVar
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.db import in_transaction
 from models.base import RunStatus, utcnow
-from models.db import session_scope
 from models.tables import Run
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-#: waits between attempts of a database transaction whose connection failed (about 15 s in all)
-RETRY_DELAYS_S: tuple[float, ...] = (0.1, 0.3, 0.6, 1.0, 2.0, 4.0, 7.0)
-
-
-def is_disconnect(exc: BaseException) -> bool:
-    """A failure of the connection (server restarted, backend terminated, network): worth retrying."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, (OperationalError, InterfaceError))
-
-
-def in_transaction(
-    factory: sessionmaker[Session], work: Callable[[Session], T], *, delays: Iterable[float] = RETRY_DELAYS_S
-) -> T:
-    """``work(session)`` in a transaction of its own, committed; run again from the start in a fresh session
-    when the connection fails (the failed transaction was rolled back, so nothing is doubled)."""
-    delays = list(delays)
-    for attempt in range(len(delays) + 1):
-        try:
-            with session_scope(factory) as session:
-                return work(session)
-        except Exception as exc:
-            if attempt == len(delays) or not is_disconnect(exc):
-                raise
-            log.warning("database connection failed (%s); retrying in %.1fs", type(exc).__name__, delays[attempt])
-            time.sleep(delays[attempt])
-    raise AssertionError("unreachable")  # pragma: no cover
-
 
 def beat(session: Session, run_ids: Iterable[uuid.UUID]) -> int:
     """Write the heartbeat of those runs that are running; how many."""
     ids = list(run_ids)
     if not ids:
         return 0
-    stmt = update(Run).where(Run.id.in_(ids), Run.status == RunStatus.running.value).values(heartbeat_at=utcnow())
+    stmt = update(Run).where(Run.id.in_(ids), Run.status == RunStatus.running).values(heartbeat_at=utcnow())
     return int(getattr(session.execute(stmt), "rowcount", 0) or 0)
 
 
@@ -85,7 +52,7 @@ def stale_runs(session: Session, stale_after_s: float, limit: int = 500) -> list
     stmt = (
         select(Run.id, Run.backend_requested)
         .where(
-            Run.status == RunStatus.running.value,
+            Run.status == RunStatus.running,
             or_(Run.heartbeat_at < cutoff, Run.heartbeat_at.is_(None) & (Run.started_at < cutoff)),
         )
         .limit(limit)
@@ -100,10 +67,10 @@ def requeue_if_stale(session: Session, run_id: uuid.UUID, stale_after_s: float) 
         update(Run)
         .where(
             Run.id == run_id,
-            Run.status == RunStatus.running.value,
+            Run.status == RunStatus.running,
             or_(Run.heartbeat_at < cutoff, Run.heartbeat_at.is_(None) & (Run.started_at < cutoff)),
         )
-        .values(status=RunStatus.queued.value, heartbeat_at=None)
+        .values(status=RunStatus.queued, heartbeat_at=None)
     )
     return int(getattr(session.execute(stmt), "rowcount", 0) or 0) == 1
 
@@ -130,5 +97,5 @@ def reap(factory: sessionmaker[Session], stale_after_s: float, send: Callable[[u
 def _put_back(session: Session, run_id: uuid.UUID) -> None:
     """A requeued run whose task could not be sent: running again, with its old (stale) heartbeat gone."""
     session.execute(
-        update(Run).where(Run.id == run_id, Run.status == RunStatus.queued.value).values(status=RunStatus.running.value)
+        update(Run).where(Run.id == run_id, Run.status == RunStatus.queued).values(status=RunStatus.running)
     )

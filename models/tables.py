@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import Base, RunStatus, UtcDateTime, utcnow
+from models.base import Base, RunStatus, TaskOutcome, UtcDateTime, status_type, utcnow
 
 #: the longest name of a run or sweep, and the longest tag key and value (run_tags, sweep_tags)
 NAME_LENGTH = 200
@@ -67,7 +67,7 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    status: Mapped[str] = mapped_column(String(16), default=RunStatus.queued.value, index=True)
+    status: Mapped[RunStatus] = mapped_column(status_type(RunStatus), default=RunStatus.queued, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # written by a live worker (reaper.py)
 
@@ -113,10 +113,6 @@ class Run(Base):
     def tags(self) -> dict[str, str]:
         """Free key/value labels given at submission."""
         return {t.key: t.value for t in self.tag_rows}
-
-    @property
-    def run_status(self) -> RunStatus:
-        return RunStatus(self.status)
 
     @property
     def dynamics_list(self) -> list[str]:
@@ -196,7 +192,7 @@ class TaskExecution(Base):
     celery_task_id: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
     worker: Mapped[str | None] = mapped_column(String(NAME_LENGTH))  # hostname/pid
     runs: Mapped[int] = mapped_column(Integer)  # how many runs it was given
-    outcome: Mapped[str] = mapped_column(String(16))  # a TaskOutcome
+    outcome: Mapped[TaskOutcome] = mapped_column(status_type(TaskOutcome))
     started_at: Mapped[datetime] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     duration_s: Mapped[float] = mapped_column(Double)  # on the monotonic clock (wall-clock steps do not count)

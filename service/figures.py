@@ -5,14 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import Run, Sweep
-from models.crud import decode_spectrum, trajectory_columns
-from models.tables import TrajectoryPoint
+from models.results import stored_spectra, trajectory_columns
 from service.grid import table
 from service.plots import ImageFormat, metric_column, metric_columns, phase_diagram, run_figure
 
@@ -23,29 +20,6 @@ class FigureError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
-
-
-def stored_spectra(session: Session, run: Run) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """dynamics -> (steps, singular values (n, d)) of the steps whose spectrum was recorded, in step order."""
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for name in run.dynamics_list:
-        stmt = (
-            select(TrajectoryPoint.step, TrajectoryPoint.spectrum)
-            .where(
-                TrajectoryPoint.run_id == run.id,
-                TrajectoryPoint.dynamics == name,
-                TrajectoryPoint.spectrum.is_not(None),
-            )
-            .order_by(TrajectoryPoint.step)
-        )
-        rows = session.execute(stmt).all()
-        steps = np.array([r[0] for r in rows], dtype=np.int64)
-        if rows:
-            values = np.stack([decode_spectrum(r[1]) for r in rows if r[1] is not None])
-        else:
-            values = np.empty((0, run.d), dtype=np.float64)
-        out[name] = (steps, values)
-    return out
 
 
 def run_figure_of(session: Session, run: Run, fmt: ImageFormat) -> bytes:

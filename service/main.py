@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import sessionmaker
 
-from models import Settings, get_settings, make_engine
+from core import Settings, get_settings, make_engine
 from service import metrics, security
 from service.queue import RunQueue
 from service.routers import meta, runs, sweeps

@@ -35,11 +35,11 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import ColumnElement, case, func, select
-from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
-from models import RUN_STATUSES, Run, Settings, TaskExecution
-from models.jobs import QUEUES
+from core.jobs import QUEUES
+from core.settings import Settings
+from models.aggregates import DurationSeries, run_durations, runs_by_status, task_durations
 from service.security import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
@@ -76,24 +76,14 @@ class LatencyMiddleware:
 
 
 def duration_histogram(
-    session: Session,
-    name: str,
-    documentation: str,
-    labels: list[InstrumentedAttribute[str]],
-    duration: ColumnElement[float] | InstrumentedAttribute[float],
-    *where: ColumnElement[bool],
+    name: str, documentation: str, label_names: list[str], series: list[DurationSeries]
 ) -> HistogramMetricFamily:
-    """A histogram (RUN_BUCKETS) of ``duration`` over the rows matching ``where``, a series per value of the
-    ``labels`` columns (named after them), counted by the database in one aggregate query."""
-    columns: list[Any] = [func.count(), func.coalesce(func.sum(duration), 0.0)]
-    columns += [func.sum(case((duration <= b, 1), else_=0)) for b in RUN_BUCKETS]
-    stmt = select(*labels, *columns).where(*where).group_by(*labels)
-    hist = HistogramMetricFamily(name, documentation, labels=[c.key for c in labels])
-    for row in session.execute(stmt):
-        values, (count, total, *cumulative) = row[: len(labels)], row[len(labels):]
-        buckets = [(str(b), float(c or 0)) for b, c in zip(RUN_BUCKETS, cumulative)]
-        buckets.append(("+Inf", float(count)))
-        hist.add_metric(list(values), buckets, float(total or 0.0))
+    """A Prometheus histogram (RUN_BUCKETS) of the series the database counted (models/aggregates.py)."""
+    hist = HistogramMetricFamily(name, documentation, labels=label_names)
+    for one in series:
+        buckets = [(str(b), float(c)) for b, c in zip(RUN_BUCKETS, one.cumulative)]
+        buckets.append(("+Inf", float(one.count)))
+        hist.add_metric(list(one.labels), buckets, one.total)
     return hist
 
 
@@ -110,27 +100,21 @@ class DatabaseCollector(Collector):
             with self.factory() as session:
                 yield from self._runs(session)
                 yield duration_histogram(
-                    session, "lindyn_task_duration_seconds", "how long worker tasks took, by how they ended",
-                    [TaskExecution.task, TaskExecution.outcome], TaskExecution.duration_s,
+                    "lindyn_task_duration_seconds", "how long worker tasks took, by how they ended",
+                    ["task", "outcome"], task_durations(session, RUN_BUCKETS),
                 )
         except Exception:  # noqa: BLE001 - a scrape must not fail because the database is away
             log.warning("metrics: the database could not be read", exc_info=True)
         yield from self._queues()
 
     def _runs(self, session: Session) -> Iterator[Metric]:
-        counts = dict(session.execute(select(Run.status, func.count()).group_by(Run.status)).all())
         runs = GaugeMetricFamily("lindyn_runs", "runs by status", labels=["status"])
-        for status in RUN_STATUSES:
-            runs.add_metric([status], float(counts.get(status, 0)))
+        for status, n in runs_by_status(session).items():
+            runs.add_metric([status], float(n))
         yield runs
-
-        if session.get_bind().dialect.name == "postgresql":
-            duration: Any = func.extract("epoch", Run.finished_at - Run.started_at)
-        else:
-            duration = (func.julianday(Run.finished_at) - func.julianday(Run.started_at)) * 86400.0
         yield duration_histogram(
-            session, "lindyn_run_duration_seconds", "how long finished runs took (last attempt)", [Run.status],
-            duration, Run.started_at.is_not(None), Run.finished_at.is_not(None),
+            "lindyn_run_duration_seconds", "how long finished runs took (last attempt)", ["status"],
+            run_durations(session, RUN_BUCKETS),
         )
 
     def _queues(self) -> Iterator[Metric]:

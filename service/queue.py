@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 from celery import Celery
 
-from models import Run, Settings
-from models.jobs import SIMULATE_BATCH_TASK, SIMULATE_RUN_TASK, celery_config, ensure_broker_folders, queue_for
+from core import Settings
+from core.jobs import SIMULATE_BATCH_TASK, SIMULATE_RUN_TASK, celery_config, ensure_broker_folders, queue_for
+from models import Run
 
 
 class RunQueue:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models import Settings
+from core import Settings
 from models.keys import any_stored_key, check_key
 
 Scope = MutableMapping[str, Any]

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dynamics import METRIC_COLUMNS, TRAJECTORY_COLUMNS
 from models import Run
-from models.crud import spectrum_width, trajectory_chunks
+from models.results import spectrum_width, trajectory_chunks
 from service.exports import Export, ExportFormat, rows_per_batch
 
 TRAJECTORY_TYPES: dict[str, pa.DataType] = {

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from core import Settings
 import migrations
-from models import Settings
 
 CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_URL = os.environ.get("LINDYN_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/postgres")

@@ -6,8 +6,8 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from kombu import Exchange, Queue
 
-from models import dispose_engines, get_settings
-from models.jobs import QUEUES, celery_config, ensure_broker_folders
+from core import dispose_engines, get_settings
+from core.jobs import QUEUES, celery_config, ensure_broker_folders
 
 
 def create_celery_app() -> Celery:

@@ -17,10 +17,11 @@ from typing import Any
 
 from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 
-from models import Settings, get_sessionmaker, get_settings
+from core import Settings, get_sessionmaker, get_settings
+from core.db import in_transaction
+from core.jobs import SIMULATE_RUN_TASK, queue_for
 from models.executions import prune_task_executions
-from models.jobs import SIMULATE_RUN_TASK, queue_for
-from models.reaper import beat, in_transaction, reap
+from models.reaper import beat, reap
 
 log = logging.getLogger(__name__)
 

@@ -16,21 +16,14 @@ from typing import Any
 from celery import Task
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import Settings, get_sessionmaker, get_settings, session_scope
+from core.db import in_transaction
+from core.jobs import SIMULATE_BATCH_TASK, SIMULATE_RUN_TASK
 from dynamics import SimulationRequest, SimulationResult, simulate, simulate_batch
-from models import Settings, get_sessionmaker, get_settings, session_scope
 from models.base import utcnow
-from models.crud import (
-    claim_run,
-    claim_runs,
-    fail_run,
-    fail_runs,
-    record_batch_progress,
-    record_progress,
-    store_result,
-)
 from models.executions import SKIPPED, TaskOutcome, record_task_execution, task_outcome
-from models.jobs import SIMULATE_BATCH_TASK, SIMULATE_RUN_TASK
-from models.reaper import in_transaction
+from models.results import store_result
+from models.runs import claim_run, claim_runs, fail_run, fail_runs, record_batch_progress, record_progress
 from workers.celery_app import celery_app
 
 log = logging.getLogger(__name__)

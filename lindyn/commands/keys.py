@@ -10,12 +10,14 @@ from typing import Annotated
 
 import typer
 
+from lindyn.commands.server import needs_server
+
 keys_app = typer.Typer(name="keys", help="API keys: create, list, revoke (stored hashed in the database).",
                        no_args_is_help=True)
 
 
 def _factory():  # type: ignore[no-untyped-def]
-    from models import get_sessionmaker, get_settings
+    from core import get_sessionmaker, get_settings
 
     settings = get_settings()
     return get_sessionmaker(settings.db_url, settings.sqlite_busy_timeout_ms)
@@ -27,11 +29,12 @@ def _fail_on_schema(exc: Exception) -> None:
 
 
 @keys_app.command("create")
+@needs_server
 def create(name: Annotated[str, typer.Option(help="who or what the key is for")] = "default") -> None:
     """Create a key and print it (once: it cannot be shown again)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from models import session_scope
+    from core import session_scope
     from models.keys import create_key
 
     try:
@@ -44,6 +47,7 @@ def create(name: Annotated[str, typer.Option(help="who or what the key is for")]
 
 
 @keys_app.command("list")
+@needs_server
 def list_() -> None:
     """List keys: id, prefix, name, created, revoked (never the keys themselves)."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -64,11 +68,12 @@ def list_() -> None:
 
 
 @keys_app.command("revoke")
+@needs_server
 def revoke(key: Annotated[str, typer.Argument(help="the key's id, its prefix, or the key itself")]) -> None:
     """Revoke a key: requests with it get 403 from then on."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from models import session_scope
+    from core import session_scope
     from models.keys import revoke_key
 
     try:

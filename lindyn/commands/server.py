@@ -7,32 +7,71 @@ Production: ``lindyn migrate`` once, ``lindyn serve --no-worker`` and ``lindyn w
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import signal
 import subprocess
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
+#: lindyn's own packages that only the server runs (shipped in every install, importable only with the extra)
+SERVER_PACKAGES = ("core", "models", "service", "workers", "migrations")
 
+
+def server_modules() -> set[str]:
+    """The import names of the ``server`` extra's requirements (from the installed metadata), and ours."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        reqs = requires("lindyn") or []
+    except PackageNotFoundError:  # pragma: no cover - run from a checkout that was never installed
+        reqs = []
+    names = {re.split(r"[\[<>=!~; ]", r, maxsplit=1)[0].lower().replace("-", "_")
+             for r in reqs if re.search(r"extra\s*==\s*['\"]server['\"]", r)}  # fmt: skip
+    return names | set(SERVER_PACKAGES)
+
+
+def needs_server(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A command of the server: on a light install (no ``server`` extra) it says what to install and exits 1,
+    instead of a traceback."""
+
+    @functools.wraps(func)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] not in server_modules():
+                raise
+            typer.echo(f"error: this command runs the lindyn server, whose packages are not installed ({exc.name} "
+                       "is missing): pip install 'lindyn[server]'", err=True)
+            raise typer.Exit(1) from None
+
+    return command
+
+
+@needs_server
 def migrate() -> None:
     """Create or upgrade the database schema (Alembic upgrade head)."""
     import migrations
-    from models import get_settings
+    from core import get_settings
 
     url = get_settings().db_url
     migrations.upgrade(url)
     typer.echo(f"database at revision head: {_safe_url(url)}")
 
 
+@needs_server
 def worker(
     queues: Annotated[str, typer.Option(help="comma-separated queues to consume: cpu, gpu")] = "cpu,gpu",
     concurrency: Annotated[int | None, typer.Option(min=1, help="worker processes (default: one per CPU)")] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
 ) -> None:
     """Run a Celery worker that executes queued runs."""
-    from models.jobs import QUEUES
+    from core.jobs import QUEUES
     from workers.celery_app import celery_app
 
     names = [q.strip() for q in queues.split(",") if q.strip()]
@@ -45,6 +84,7 @@ def worker(
     celery_app.worker_main(argv)
 
 
+@needs_server
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
@@ -59,8 +99,8 @@ def serve(
     import uvicorn
 
     import migrations
-    from models import get_settings
-    from models.jobs import ensure_broker_folders
+    from core import get_settings
+    from core.jobs import ensure_broker_folders
 
     settings = get_settings()
     migrations.upgrade(settings.db_url)
@@ -88,15 +128,13 @@ def serve(
 
 def _auth_line(settings: object) -> str:
     """Whether writes need an API key (never the keys themselves)."""
-    from models import Settings, get_sessionmaker
-    from models.keys import ApiKey
+    from core import Settings, get_sessionmaker
+    from models.keys import count_keys
 
     assert isinstance(settings, Settings)
     try:
-        from sqlalchemy import func, select
-
         with get_sessionmaker(settings.db_url, settings.sqlite_busy_timeout_ms)() as session:
-            stored = session.scalar(select(func.count()).select_from(ApiKey)) or 0
+            stored = count_keys(session)
     except Exception:  # noqa: BLE001 - only a message
         stored = 0
     if not settings.api_keys and not stored:

@@ -13,7 +13,7 @@ from dynamics import SimulationRequest
 from dynamics.request import DynamicsName, error_details
 from models import Run, RunStatus, RunTag
 from models import queries
-from models.crud import cancel_run, fail_run, find_reusable_run, new_run
+from models.runs import cancel_run, fail_run, find_reusable_run, new_run
 from service.deps import QueueDep, SessionDep, SessionmakerDep, SettingsDep, get_or_404
 from service.exports import ExportFormat, export_format, export_response
 from service.figures import run_figure_of

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 
 from dynamics.request import DynamicsName
 from models import Sweep, queries
-from models.crud import cancel_sweep, create_sweep, fail_runs, sweep_runs, sweep_states
+from models.runs import fail_runs
+from models.sweeps import cancel_sweep, create_sweep, sweep_runs, sweep_states
 from service.deps import QueueDep, SessionDep, SettingsDep, get_or_404
 from service.exports import Export, ExportFormat, export_format, export_response
 from service.figures import FigureError, sweep_phase_diagram

@@ -11,7 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from dynamics.request import FiniteFloat
 from models import Sweep
-from models.crud import SweepState
+from models.sweeps import SweepState
 from service.schemas.labels import Name, Tags, Text, name_filter, tag_filter
 from service.schemas.run_filters import MAX_PAGE
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import migrations
+from core import Settings, get_settings
 from lindyn.cli import app
 from lindyn.commands.server import _auth_line
-from models import Settings, get_settings
+import migrations
 
 
 @pytest.fixture

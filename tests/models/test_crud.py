@@ -5,21 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import StatementError
 
+from core import get_sessionmaker, session_scope
 from dynamics import SimulationRequest, simulate
-from models import Run, RunStatus, RunSummary, Sweep, SweepTag, TrajectoryPoint, get_sessionmaker, session_scope
-from models.crud import (
-    cancel_run,
-    claim_run,
-    create_sweep,
-    decode_spectrum,
-    fail_run,
-    find_reusable_run,
-    new_run,
-    record_progress,
-    store_result,
-    trajectory_columns,
-)
+from models import Run, RunStatus, RunSummary, Sweep, SweepTag, TrajectoryPoint
+from models.results import decode_spectrum, store_result, trajectory_columns
+from models.runs import cancel_run, claim_run, fail_run, find_reusable_run, new_run, record_progress
+from models.sweeps import create_sweep
 
 REQ = SimulationRequest(d=10, rank=2, gamma_sigma2=-1.5, gamma_w=2.0, steps=20,
                         dynamics=["gd", "self_consistent"], record_every=1, spectrum_every=5)
@@ -89,6 +82,17 @@ def test_status_transitions(factory) -> None:  # type: ignore[no-untyped-def]
         assert not cancel_run(s, s.get(Run, run.id))
         assert find_reusable_run(s, REQ.cache_key()) is None  # cancelled runs are not reused
         assert s.get(Run, run.id).progress_step == 5
+
+
+def test_status_columns_are_typed_enums(factory) -> None:  # type: ignore[no-untyped-def]
+    run = _add(factory)
+    with factory() as s:
+        got = s.get(Run, run.id)
+        assert got is not None and got.status is RunStatus.queued  # read back as the enum, not a str
+        assert s.scalar(select(Run.status).where(Run.id == run.id)) is RunStatus.queued
+        got.status = "finished"  # type: ignore[assignment]  # not a RunStatus
+        with pytest.raises(StatementError, match="finished"):
+            s.flush()
 
 
 def test_failed_run_keeps_its_message(factory) -> None:  # type: ignore[no-untyped-def]

@@ -6,8 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+from core import make_engine
 import migrations
-from models import Base, make_engine
+from models import Base
 
 TABLES = {"sweeps", "sweep_tags", "runs", "run_tags", "run_summaries", "trajectory_points", "task_executions"}
 

@@ -9,11 +9,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from core import get_sessionmaker, session_scope
+from core.db import in_transaction, is_disconnect
 from dynamics import SimulationRequest
-from models import Run, get_sessionmaker, session_scope
+from models import Run
 from models.base import utcnow
-from models.crud import claim_run, new_run
-from models.reaper import beat, in_transaction, is_disconnect, reap, stale_runs
+from models.reaper import beat, reap, stale_runs
+from models.runs import claim_run, new_run
 
 REQ = SimulationRequest(d=10, rank=2, gamma_sigma2=-1.5, gamma_w=2.0, steps=20)
 

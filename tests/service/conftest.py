@@ -5,8 +5,8 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from core import Settings
 import migrations
-from models import Settings
 from service.main import create_app
 
 

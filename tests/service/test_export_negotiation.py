@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from core import Settings
 from dynamics import SimulationRequest, simulate
-from models import Settings
 from workers.tasks import execute_run
 
 BODY = {"d": 8, "rank": 2, "gamma_sigma2": -1.5, "gamma_w": 2.0, "steps": 12, "spectrum_every": 4,

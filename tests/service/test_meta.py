@@ -4,7 +4,7 @@ from importlib.metadata import version
 
 from fastapi.testclient import TestClient
 
-from models import Settings
+from core import Settings
 from tests.service.conftest import make_client
 
 

@@ -11,15 +11,15 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-import workers.tasks
-from models import Settings, get_sessionmaker, session_scope
+from core import Settings, get_sessionmaker, session_scope
+from core.jobs import SIMULATE_BATCH_TASK, SIMULATE_RUN_TASK
 from models.base import utcnow
 from models.executions import TaskOutcome, record_task_execution
-from models.jobs import SIMULATE_BATCH_TASK, SIMULATE_RUN_TASK
 from service.metrics import RUN_BUCKETS
 from tests.own_redis import RedisServer, own_redis  # noqa: F401 - a fixture
 from tests.service.conftest import make_client
 from workers.tasks import execute_run, simulate_batch_runs, simulate_run
+import workers.tasks
 
 BODY = {"d": 10, "rank": 2, "gamma_sigma2": -1.5, "gamma_w": 2.0, "steps": 20}
 

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from models import Settings
+from core import Settings
 from models.queries import RUN_RANGES, SORTS, SUMMARY_RANGES
 from service.main import create_app
 from service.schemas.run_filters import FILTER_NAMES

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from models import Settings
+from core import Settings
 from workers.tasks import execute_batch
 
 BASE = {"d": 12, "rank": 2, "steps": 20, "dynamics": ["gd", "self_consistent"], "stopping": "paper"}

@@ -11,8 +11,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy.orm import Session
 
+from core import Settings, make_engine
 from dynamics import SimulationRequest, simulate
-from models import Run, Settings, make_engine
+from models import Run
 from service.figures import stored_spectra
 from workers.tasks import execute_run
 

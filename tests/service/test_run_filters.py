@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from models import Settings
+from core import Settings
 from tests.service.conftest import make_client
 from workers.tasks import execute_run
 

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from core import Settings
 from dynamics import TRAJECTORY_COLUMNS, SimulationRequest, simulate
-from models import Settings
 from service.main import create_app
 from tests.service.conftest import make_client
 from workers.tasks import execute_run

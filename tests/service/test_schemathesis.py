@@ -19,9 +19,9 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
+from core import Settings
+from core.jobs import ensure_broker_folders
 import migrations
-from models import Settings
-from models.jobs import ensure_broker_folders
 from service.main import create_app
 
 _DATA = Path(tempfile.mkdtemp(prefix="lindyn-schemathesis-"))

@@ -10,7 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from models import ApiKey, Settings, get_sessionmaker, session_scope
+from core import Settings, get_sessionmaker, session_scope
+from models import ApiKey
 from models.keys import create_key, list_keys, revoke_key
 from tests.service.conftest import make_client
 

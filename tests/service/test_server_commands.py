@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import inspect
 from typer.testing import CliRunner
 
+from core import get_settings, make_engine
 from lindyn.cli import app
 from lindyn.commands.server import _safe_url
-from models import get_settings, make_engine
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from core import Settings, get_sessionmaker
 from dynamics import SimulationRequest
-from models import Run, Settings, get_sessionmaker
+from models import Run
 
 SETTINGS_LIMITS = {"max_d": 64, "max_steps": 200}
 

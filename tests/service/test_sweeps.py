@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from core import Settings
 from dynamics import SimulationRequest, simulate
 from dynamics.simulate import batch_key
-from models import Settings
 from service.grid import AXIS_FIELDS
 from tests.service.conftest import make_client
 from workers.tasks import execute_batch

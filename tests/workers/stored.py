@@ -6,9 +6,10 @@ import uuid
 
 from sqlalchemy.orm import Session
 
+from core import Settings, get_sessionmaker, session_scope
 from dynamics import SimulationRequest
-from models import Run, Settings, get_sessionmaker, session_scope
-from models.crud import new_run
+from models import Run
+from models.runs import new_run
 
 
 def queued_runs(settings: Settings, requests: list[SimulationRequest]) -> list[uuid.UUID]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from core import Settings, get_sessionmaker, session_scope
+from core.jobs import SIMULATE_BATCH_TASK
 from dynamics import SimulationRequest, simulate
-from models import Settings, get_sessionmaker, session_scope
-from models.crud import cancel_run, claim_runs, trajectory_columns
-from models.jobs import SIMULATE_BATCH_TASK
+from models.results import trajectory_columns
+from models.runs import cancel_run, claim_runs
 from tests.workers.stored import get_run, queued_runs, stored_run
 from workers.celery_app import celery_app
 from workers.tasks import BatchProgressWriter, RunCancelled, batch_step, execute_batch, simulate_batch_runs

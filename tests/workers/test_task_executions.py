@@ -12,17 +12,18 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-import workers.tasks
-from models import Settings, TaskExecution, get_sessionmaker, session_scope
+from core import Settings, get_sessionmaker, session_scope
+from core.jobs import SIMULATE_BATCH_TASK, SIMULATE_RUN_TASK
+from models import TaskExecution
 from models.base import utcnow
-from models.crud import cancel_run
 from models.executions import TaskOutcome, record_task_execution
-from models.jobs import SIMULATE_BATCH_TASK, SIMULATE_RUN_TASK
+from models.runs import cancel_run
+from tests.workers.stored import get_run, queued_runs, stored_run
 from tests.workers.test_batch_tasks import POINTS
 from tests.workers.test_tasks import REQ
-from tests.workers.stored import get_run, queued_runs, stored_run
 from workers.reliability import Reaper
 from workers.tasks import ProgressWriter, simulate_batch_runs, simulate_run
+import workers.tasks
 
 
 @pytest.fixture

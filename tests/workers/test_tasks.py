@@ -6,10 +6,12 @@ import uuid
 
 import pytest
 
+from core import Settings, get_sessionmaker, session_scope
+from core.jobs import GPU_QUEUE, SIMULATE_RUN_TASK
 from dynamics import SimulationRequest, simulate
-from models import Run, Settings, get_sessionmaker, session_scope
-from models.crud import cancel_run, claim_run, new_run, trajectory_columns
-from models.jobs import GPU_QUEUE, SIMULATE_RUN_TASK
+from models import Run
+from models.results import trajectory_columns
+from models.runs import cancel_run, claim_run, new_run
 from workers.celery_app import celery_app
 from workers.tasks import ProgressWriter, RunCancelled, execute_run, simulate_run
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from core import Settings
+from core.jobs import celery_config, queue_for
 from dynamics import Limits
-from models import Settings
-from models.jobs import celery_config, queue_for
 
 
 def test_embedded_defaults(embedded_settings: Settings) -> None:
