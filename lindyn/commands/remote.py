@@ -1,7 +1,8 @@
 """Commands that talk to a running lindyn service (through lindyn.client): ``submit``, ``status``, ``wait``,
 ``runs``, ``fetch``, ``figure``, ``cancel``, ``sweep``, ``sweeps``, ``table``, ``phase-diagram``.
 
-Each takes ``--server`` (LINDYN_SERVER, default http://127.0.0.1:8000) and ``--api-key`` (LINDYN_API_KEY).
+Each takes ``--server`` (LINDYN_SERVER, default http://127.0.0.1:8000) and ``--api-key`` (LINDYN_API_KEY):
+``@with_service_options`` (service_options.py).
 Human output by default, ``--json`` for machines. Errors: the API's message on stderr and a non-zero exit:
 2 for an invalid request or filter (each field and its reason), 1 otherwise (unknown id, a run that
 cannot be cancelled, no service at that address, a run that failed while waited for)."""
@@ -18,20 +19,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from lindyn.commands.request_options import with_request_options
+from lindyn.commands.service_options import Service, with_service_options
+from lindyn.commands.tables import print_table
 
 if TYPE_CHECKING:
-    from lindyn.client import Client, Run
+    from lindyn.client import Run
 
-DEFAULT_SERVER = "http://127.0.0.1:8000"
-
-ServerOpt = Annotated[
-    str, typer.Option("--server", envvar="LINDYN_SERVER", help="the service's URL", rich_help_panel="Service")
-]
-ApiKeyOpt = Annotated[
-    Optional[str],  # noqa: UP045 - typer reads the annotation
-    typer.Option("--api-key", envvar="LINDYN_API_KEY", help="API key (sent as a Bearer token)",
-                 rich_help_panel="Service", show_default=False),
-]  # fmt: skip
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 TagOpt = Annotated[
     Optional[list[str]], typer.Option(help="key=value label (repeatable)", show_default=False)  # noqa: UP045
@@ -43,12 +36,6 @@ RunIdArg = Annotated[str, typer.Argument(help="the run's id", show_default=False
 
 
 # ---- plumbing ---------------------------------------------------------------------------------------------
-def _client(server: str, api_key: str | None) -> Client:
-    from lindyn.client import Client
-
-    return Client(server, api_key=api_key, retries=3, backoff=0.25, max_backoff=2.0)
-
-
 def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
@@ -105,13 +92,6 @@ def _echo_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
-def _table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    typer.echo("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
-    for r in rows:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-
-
 def _tags_text(tags: dict[str, str] | None) -> str:
     return " ".join(f"{k}={v}" for k, v in (tags or {}).items()) or "-"
 
@@ -137,7 +117,7 @@ def _print_run(data: dict[str, Any]) -> None:
     if summaries:
         cols = ["min_test_error", "min_test_error_step", "stable_rank_at_min", "rank_at_min",
                 "final_train_error", "final_test_error", "steps_run", "stop_reason"]  # fmt: skip
-        _table([[name, *(_fmt(s.get(c)) for c in cols)] for name, s in summaries.items()], ["dynamics", *cols])
+        print_table(["dynamics", *cols], [[name, *(_fmt(s.get(c)) for c in cols)] for name, s in summaries.items()])
     comparison = data.get("comparison")
     if comparison:
         typer.echo(f"GD vs self-consistent: max distance {_fmt(comparison.get('max_distance'))}")
@@ -158,6 +138,7 @@ def _finished_or_exit(run: Run, json_output: bool) -> None:
 
 # ---- commands ---------------------------------------------------------------------------------------------
 @with_request_options
+@with_service_options
 def submit(
     request_data: dict[str, Any],
     name: Annotated[Optional[str], typer.Option(help="a name to find the run by")] = None,  # noqa: UP045
@@ -166,14 +147,14 @@ def submit(
     force: Annotated[bool, typer.Option("--force", help="run again even if the same request ran before")] = False,
     progress: Annotated[bool, typer.Option(help="progress bar on stderr while waiting")] = True,
     json_output: JsonOpt = False,
-    server: ServerOpt = DEFAULT_SERVER,
-    api_key: ApiKeyOpt = None,
+    *,
+    service: Service,
 ) -> None:
     """Submit one run to the service (the request flags of simulate).
 
     Prints the run's id and status, or with --wait its result."""
     tags = _parse_tags(tag)
-    with _api_errors(), _client(server, api_key) as client:
+    with _api_errors(), service.client() as client:
         run = client.submit(request_data, name=name, tags=tags or None, force=force)
         if wait:
             run.wait(progress=progress)
@@ -184,10 +165,10 @@ def submit(
             typer.echo(f"{run.id} {run.status}")
 
 
-def status(run_id: RunIdArg, json_output: JsonOpt = False, server: ServerOpt = DEFAULT_SERVER,
-           api_key: ApiKeyOpt = None) -> None:  # fmt: skip
+@with_service_options
+def status(run_id: RunIdArg, json_output: JsonOpt = False, *, service: Service) -> None:
     """A run's status, progress, parameters and summaries."""
-    with _api_errors(), _client(server, api_key) as client:
+    with _api_errors(), service.client() as client:
         run = client.run(run_id)
         if json_output:
             _echo_json(run.data)
@@ -195,23 +176,25 @@ def status(run_id: RunIdArg, json_output: JsonOpt = False, server: ServerOpt = D
             _print_run(run.data)
 
 
+@with_service_options
 def wait(
     run_id: RunIdArg,
     timeout: Annotated[Optional[float], typer.Option(help="give up after this many seconds (exit 1)")] = None,  # noqa: UP045
     progress: Annotated[bool, typer.Option(help="progress bar on stderr")] = True,
     json_output: JsonOpt = False,
-    server: ServerOpt = DEFAULT_SERVER,
-    api_key: ApiKeyOpt = None,
+    *,
+    service: Service,
 ) -> None:
     """Wait for a run to finish (progress bar on stderr), then print it.
 
     Exit 1 if it failed or was cancelled."""
-    with _api_errors(), _client(server, api_key) as client:
+    with _api_errors(), service.client() as client:
         run = client.run(run_id)
         run.wait(progress=progress, timeout=timeout)
         _finished_or_exit(run, json_output)
 
 
+@with_service_options
 def runs(
     status: Annotated[
         Optional[list[str]], typer.Option(help="only this status (repeatable)", show_default=False)  # noqa: UP045
@@ -230,8 +213,8 @@ def runs(
     sort: Annotated[Optional[str], typer.Option(help="e.g. created_at, -min_test_error, gamma_w")] = None,  # noqa: UP045
     limit: Annotated[int, typer.Option(min=1, help="at most this many runs")] = 50,
     json_output: JsonOpt = False,
-    server: ServerOpt = DEFAULT_SERVER,
-    api_key: ApiKeyOpt = None,
+    *,
+    service: Service,
 ) -> None:
     """List runs matching filters (newest first by default), up to --limit."""
     filters: dict[str, Any] = {"status": status, "sweep_id": sweep, "name": name, "tag": tag,
@@ -244,7 +227,7 @@ def runs(
         extra.setdefault(key, []).append(value)
     for key, values in extra.items():
         filters[key] = values if len(values) > 1 else values[0]
-    with _api_errors(), _client(server, api_key) as client:
+    with _api_errors(), service.client() as client:
         found = [r.as_dict() for r in client.runs(limit=limit, page_size=min(limit, 500), **filters)]
     if json_output:
         _echo_json(found)
@@ -253,46 +236,48 @@ def runs(
     rows = [[r["id"], r["status"], r.get("name") or "-", str(r["d"]), str(r["rank"]), _fmt(r["gamma_w"]),
              _fmt(r["gamma_sigma2"]), ",".join(r.get("dynamics") or []),
              f"{r['progress']['step']}/{r['progress']['total']}", str(r["created_at"])[:19]] for r in found]  # fmt: skip
-    _table(rows, header)
+    print_table(header, rows)
 
 
+@with_service_options
 def fetch(
     run_id: RunIdArg,
     out: Annotated[Path, typer.Option(help="where to write the trajectory: .parquet, .csv or .json")],
     dynamics: Annotated[
         Optional[list[str]], typer.Option(help="only this dynamics (repeatable)", show_default=False)  # noqa: UP045
     ] = None,
-    server: ServerOpt = DEFAULT_SERVER,
-    api_key: ApiKeyOpt = None,
+    *,
+    service: Service,
 ) -> None:
     """Download a finished run's trajectory (format from the file's extension)."""
     from lindyn.client import TRAJECTORY_FORMATS
 
     fmt = _out_format(out, TRAJECTORY_FORMATS)
-    with _api_errors(), _client(server, api_key) as client:
+    with _api_errors(), service.client() as client:
         client.run(run_id).export(out, fmt, dynamics=dynamics)
     typer.echo(f"trajectory of run {run_id} written to {out}", err=True)
 
 
+@with_service_options
 def figure(
     run_id: RunIdArg,
     out: Annotated[Path, typer.Option(help="where to write the figure: .png or .svg")],
-    server: ServerOpt = DEFAULT_SERVER,
-    api_key: ApiKeyOpt = None,
+    *,
+    service: Service,
 ) -> None:
     """Download a finished run's figure (the paper's Figure 1 for this run)."""
     from lindyn.client import FIGURE_FORMATS
 
     fmt = _out_format(out, FIGURE_FORMATS)
-    with _api_errors(), _client(server, api_key) as client:
+    with _api_errors(), service.client() as client:
         client.run(run_id).figure(out, fmt)
     typer.echo(f"figure of run {run_id} written to {out}", err=True)
 
 
-def cancel(run_id: RunIdArg, json_output: JsonOpt = False, server: ServerOpt = DEFAULT_SERVER,
-           api_key: ApiKeyOpt = None) -> None:  # fmt: skip
+@with_service_options
+def cancel(run_id: RunIdArg, json_output: JsonOpt = False, *, service: Service) -> None:
     """Cancel a queued or running run (exit 1 if it already finished)."""
-    with _api_errors(), _client(server, api_key) as client:
+    with _api_errors(), service.client() as client:
         run = client.run(run_id).cancel()
     if json_output:
         _echo_json(run.data)
@@ -301,6 +286,7 @@ def cancel(run_id: RunIdArg, json_output: JsonOpt = False, server: ServerOpt = D
 
 
 @with_request_options
+@with_service_options
 def sweep(
     request_data: dict[str, Any],
     axis: Annotated[
@@ -316,8 +302,8 @@ def sweep(
     wait: Annotated[bool, typer.Option("--wait", help="wait for every run, then print the sweep")] = False,
     progress: Annotated[bool, typer.Option(help="progress bar on stderr while waiting")] = True,
     json_output: JsonOpt = False,
-    server: ServerOpt = DEFAULT_SERVER,
-    api_key: ApiKeyOpt = None,
+    *,
+    service: Service,
 ) -> None:
     """Submit a grid of runs: the request flags give the base, each --axis a field and its values.
 
@@ -334,7 +320,7 @@ def sweep(
             axes[field.strip()] = axis_spec(spec)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--axis") from None
-    with _api_errors(), _client(server, api_key) as client:
+    with _api_errors(), service.client() as client:
         sw = client.sweep(request_data, axes, name=name, tags=tags or None, chunk_size=chunk_size)
         created = sw.as_dict()
         if wait:
@@ -358,16 +344,17 @@ def _print_sweep(data: dict[str, Any]) -> None:
     typer.echo("axes " + "  ".join(f"{k}: {len(v)} values {_fmt(v[0])}..{_fmt(v[-1])}" for k, v in axes.items() if v))
 
 
+@with_service_options
 def sweeps(
     name: Annotated[Optional[str], typer.Option(help="only sweeps with this name")] = None,  # noqa: UP045
     tag: TagFilterOpt = None,
     limit: Annotated[int, typer.Option(min=1, help="at most this many sweeps")] = 50,
     json_output: JsonOpt = False,
-    server: ServerOpt = DEFAULT_SERVER,
-    api_key: ApiKeyOpt = None,
+    *,
+    service: Service,
 ) -> None:
     """List sweeps matching filters (newest first), up to --limit."""
-    with _api_errors(), _client(server, api_key) as client:
+    with _api_errors(), service.client() as client:
         found = [s.as_dict() for s in client.sweeps(name=name, tag=tag, limit=limit, page_size=min(limit, 500))]
     if json_output:
         _echo_json(found)
@@ -376,23 +363,24 @@ def sweeps(
     rows = [[s["id"], s["status"], s.get("name") or "-", _tags_text(s.get("tags")),
              f"{s['progress']['finished']}/{s['progress']['total']}", str(s["created_at"])[:19]]
             for s in found]  # fmt: skip
-    _table(rows, header)
+    print_table(header, rows)
 
 
+@with_service_options
 def table(
     sweep_id: Annotated[str, typer.Argument(help="the sweep's id", show_default=False)],
     out: Annotated[
         Optional[Path], typer.Option(help="write the table: .parquet, .csv or .json (default: print it)")  # noqa: UP045
     ] = None,
     json_output: JsonOpt = False,
-    server: ServerOpt = DEFAULT_SERVER,
-    api_key: ApiKeyOpt = None,
+    *,
+    service: Service,
 ) -> None:
     """A sweep's results, one row per grid point: write it to --out, or print it."""
     from lindyn.client import TRAJECTORY_FORMATS
 
     fmt = None if out is None else _out_format(out, TRAJECTORY_FORMATS)
-    with _api_errors(), _client(server, api_key) as client:
+    with _api_errors(), service.client() as client:
         sw = client.get_sweep(sweep_id)
         if out is not None:
             sw.export_table(out, fmt)
@@ -408,6 +396,7 @@ def table(
             typer.echo(frame.to_string(index=False))
 
 
+@with_service_options
 def phase_diagram(
     sweep_id: Annotated[str, typer.Argument(help="the sweep's id", show_default=False)],
     out: Annotated[Path, typer.Option(help="where to write the figure: .png or .svg")],
@@ -416,14 +405,14 @@ def phase_diagram(
                           "or figure2 for the paper's four panels")
     ] = "min_test_error",
     dynamics: Annotated[str, typer.Option(help="the dynamics of an unprefixed metric")] = "gd",
-    server: ServerOpt = DEFAULT_SERVER,
-    api_key: ApiKeyOpt = None,
+    *,
+    service: Service,
 ) -> None:
     """Download a sweep's phase diagram: a heat map of a metric over its two axes."""
     from lindyn.client import FIGURE_FORMATS
 
     fmt = _out_format(out, FIGURE_FORMATS)
-    with _api_errors(), _client(server, api_key) as client:
+    with _api_errors(), service.client() as client:
         client.get_sweep(sweep_id).phase_diagram(out, metric, dynamics=dynamics, format=fmt)
     typer.echo(f"phase diagram of sweep {sweep_id} written to {out}", err=True)
 

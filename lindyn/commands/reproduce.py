@@ -1,5 +1,5 @@
-"""``lindyn reproduce figure1|figure2``: submit the paper's settings (method.md section 6) to a lindyn
-service, wait with a progress bar, and write the figures.
+"""``lindyn reproduce figure1|figure2``: submit the paper's settings (docs/method.md, "The paper's two
+figures") to a lindyn service, wait with a progress bar, and write the figures.
 
 With ``--embedded`` a private embedded service (SQLite + filesystem broker under a temporary data
 folder, one worker) is started for the command and stopped after it; otherwise ``--server`` is used.
@@ -21,13 +21,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from lindyn.commands.remote import ApiKeyOpt, ServerOpt, _client
+from lindyn.commands.service_options import Service, with_service_options
 
 reproduce_app = typer.Typer(
     help="Reproduce the paper's Figures 1 and 2 through a lindyn service.", no_args_is_help=True
 )
 
-#: method.md section 6
+#: docs/method.md, "The paper's two figures"
 FIGURE1: dict[str, Any] = {
     "d": 500, "rank": 5, "gamma_sigma2": -1.85, "gamma_w": 2.25, "lr_constant": 5, "steps": 100,
     "dynamics": ["gd", "self_consistent"], "record_every": 1, "spectrum_every": 1,
@@ -52,18 +52,19 @@ def figure2_request(d: int, grid: int, dynamics: list[str], steps: int) -> tuple
 
 
 @reproduce_app.command("figure1")
+@with_service_options
 def figure1(
-    server: ServerOpt = "http://127.0.0.1:8000",
-    api_key: ApiKeyOpt = None,
     out_dir: OutDirOpt = Path("figures"),
     embedded: EmbeddedOpt = False,
     fmt: FormatOpt = "png",
+    *,
+    service: Service,
 ) -> None:
     """Figure 1: d = 500, k = 5, gamma_sigma2 = -1.85, gamma_w = 2.25, lr_constant 5, 100 steps, GD and
     self-consistent; writes figure1.<format> and the trajectory figure1.parquet."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _service(server, embedded) as url:
-        client = _client(url, api_key)
+    with _service(service.server, embedded) as url:
+        client = service.client(url)
         t0 = time.perf_counter()
         run = client.submit(FIGURE1)
         run.wait(progress=True)
@@ -80,9 +81,8 @@ def figure1(
 
 
 @reproduce_app.command("figure2")
+@with_service_options
 def figure2(
-    server: ServerOpt = "http://127.0.0.1:8000",
-    api_key: ApiKeyOpt = None,
     out_dir: OutDirOpt = Path("figures"),
     embedded: EmbeddedOpt = False,
     fmt: FormatOpt = "png",
@@ -91,13 +91,15 @@ def figure2(
     dynamics: Annotated[str, typer.Option(help="comma-separated; the distance panel needs both")] = "gd,self_consistent",
     steps: Annotated[int, typer.Option(help="at most this many iterations (the paper: 750)")] = 750,
     chunk_size: Annotated[Optional[int], typer.Option(help="grid points per batch task")] = None,  # noqa: UP045
+    *,
+    service: Service,
 ) -> None:
     """Figure 2: the (gamma_sigma2, gamma_w) phase diagrams; writes figure2.<format> (four panels) and the
     sweep's table figure2.parquet."""
     out_dir.mkdir(parents=True, exist_ok=True)
     base, axes = figure2_request(d, grid, [x.strip() for x in dynamics.split(",") if x.strip()], steps)
-    with _service(server, embedded) as url:
-        client = _client(url, api_key)
+    with _service(service.server, embedded) as url:
+        client = service.client(url)
         t0 = time.perf_counter()
         sweep = client.sweep(base, axes, name=f"figure2 d={d} grid={grid}", chunk_size=chunk_size)
         t_submit = time.perf_counter() - t0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -66,10 +67,30 @@ REQUEST_PARAMETERS: list[inspect.Parameter] = _parameters()
 _NAMES = {p.name for p in REQUEST_PARAMETERS}
 
 
+def request_fields(config: Path | None, dynamics: str | None, **flags: Any) -> dict[str, Any]:
+    """Merge ``--config request.json`` with the flags given (flags win); ``dynamics`` is comma-separated."""
+    data: dict[str, Any] = {}
+    if config is not None:
+        try:
+            data = json.loads(config.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise typer.BadParameter(f"cannot read {config}: {exc}", param_hint="--config") from exc
+        if not isinstance(data, dict):
+            raise typer.BadParameter(f"{config} must hold a JSON object", param_hint="--config")
+    for name, value in flags.items():
+        if value is not None:
+            data[name] = value
+            # giving one form of a quantity on the command line replaces the other form from the config
+            other = {"gamma_sigma2": "sigma2", "sigma2": "gamma_sigma2", "gamma_w": "width", "width": "gamma_w"}
+            if name in other and flags.get(other[name]) is None:
+                data.pop(other[name], None)
+    if dynamics is not None:
+        data["dynamics"] = [x.strip() for x in dynamics.split(",") if x.strip()]
+    return data
+
+
 def with_request_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Give ``func`` (which takes ``request_data: dict``) the request flags, before its own options."""
-    from lindyn.commands.simulate import request_fields
-
     own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
            for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "request_data"]
     clash = _NAMES & {p.name for p in own}

@@ -8,30 +8,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from lindyn.commands.request_options import FIELDS as _FIELDS  # noqa: F401 - the flags that map one to one
 from lindyn.commands.request_options import with_request_options
-
-
-def request_fields(config: Path | None, dynamics: str | None, **flags: Any) -> dict[str, Any]:
-    """Merge ``--config request.json`` with the flags given (flags win); ``dynamics`` is comma-separated."""
-    data: dict[str, Any] = {}
-    if config is not None:
-        try:
-            data = json.loads(config.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise typer.BadParameter(f"cannot read {config}: {exc}", param_hint="--config") from exc
-        if not isinstance(data, dict):
-            raise typer.BadParameter(f"{config} must hold a JSON object", param_hint="--config")
-    for name, value in flags.items():
-        if value is not None:
-            data[name] = value
-            # giving one form of a quantity on the command line replaces the other form from the config
-            other = {"gamma_sigma2": "sigma2", "sigma2": "gamma_sigma2", "gamma_w": "width", "width": "gamma_w"}
-            if name in other and flags.get(other[name]) is None:
-                data.pop(other[name], None)
-    if dynamics is not None:
-        data["dynamics"] = [x.strip() for x in dynamics.split(",") if x.strip()]
-    return data
+from lindyn.commands.tables import print_table
 
 
 def validate_or_exit(data: dict[str, Any]) -> Any:
@@ -108,9 +86,7 @@ def _print_human(summary: dict[str, Any]) -> None:
     )
     cols = ("min_test_error", "min_test_error_step", "stable_rank_at_min", "rank_at_min",
             "final_train_error", "final_test_error", "steps_run", "stop_reason")  # fmt: skip
-    typer.echo(f"{'dynamics':<16}" + "".join(f"{c:>20}" for c in cols))
-    for name, s in summary["summaries"].items():
-        typer.echo(f"{name:<16}" + "".join(f"{_fmt(s[c]):>20}" for c in cols))
+    print_table(["dynamics", *cols], [[name, *(_fmt(s[c]) for c in cols)] for name, s in summary["summaries"].items()])
     comp = summary.get("comparison")
     if comp:
         typer.echo(f"GD vs self-consistent: max distance {_fmt(comp['max_distance'])} (log {_fmt(comp['log_max_distance'])})")

@@ -38,7 +38,7 @@ def test_submit_and_sweep_take_the_request_flags_of_simulate() -> None:
 
 
 def test_no_service_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("lindyn.client.time.sleep", lambda s: None)
+    monkeypatch.setattr("lindyn.client.transport.time.sleep", lambda s: None)
     server = _dead_server()
     for args in (["status", "some-id"], ["runs"], ["sweeps"], ["submit", "--d", "10", "--rank", "2"], ["cancel", "x"]):
         r = runner.invoke(app, [*args, "--server", server])

@@ -23,7 +23,7 @@ def _client(handler: Callable[[httpx.Request], httpx.Response], **kw: Any) -> Cl
 
 def test_retries_502_503_504_and_connection_errors_then_succeeds(monkeypatch: pytest.MonkeyPatch) -> None:
     sleeps: list[float] = []
-    monkeypatch.setattr("lindyn.client.time.sleep", sleeps.append)
+    monkeypatch.setattr("lindyn.client.transport.time.sleep", sleeps.append)
     answers: list[Any] = [httpx.ConnectError("refused"), 502, 503, 504]
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -44,7 +44,7 @@ def test_retries_502_503_504_and_connection_errors_then_succeeds(monkeypatch: py
 
 
 def test_gives_up_after_the_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("lindyn.client.time.sleep", lambda s: None)
+    monkeypatch.setattr("lindyn.client.transport.time.sleep", lambda s: None)
     calls = []
 
     def refused(request: httpx.Request) -> httpx.Response:
