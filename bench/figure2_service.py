@@ -24,9 +24,9 @@ import numpy as np
 
 from bench.common import machine, median_time
 from dynamics.initialisation import dense_weights
-from dynamics.reference import dense_gd_step
 from dynamics.task import draw_task
 from lindyn.commands.reproduce import _service, figure2_request
+from tests.reference import dense_gd_step
 
 
 def dense_seconds_per_step(d: int, gamma_w: float, gamma_sigma2: float, steps: int = 2) -> tuple[int, float]:

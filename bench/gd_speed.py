@@ -14,8 +14,8 @@ import numpy as np
 from bench.common import machine, median_time
 from dynamics import SimulationRequest, simulate
 from dynamics.initialisation import dense_weights
-from dynamics.reference import dense_gd_step
 from dynamics.task import draw_task
+from tests.reference import dense_gd_step
 
 
 def main() -> None:

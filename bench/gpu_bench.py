@@ -54,10 +54,10 @@ import numpy as np
 from dynamics import SimulationRequest, simulate, simulate_batch
 from dynamics.backend import Backend, resolve_backend
 from dynamics.initialisation import initial_weights
-from dynamics.reference import dense_gd_step
 from dynamics.sqrt_newton_schulz import iterations_needed, self_consistent_direction_ns
 from dynamics.steps import gd_step, gram_eigh, self_consistent_direction
 from dynamics.task import draw_task
+from tests.reference import dense_gd_step
 
 H200_FP64_TENSOR_TFLOPS = 67.0  # H200 SXM datasheet, FP64 tensor core (what DGEMM uses on Hopper)
 H200_FP64_TFLOPS = 34.0  # H200 SXM datasheet, FP64 non-tensor

@@ -18,9 +18,9 @@ import numpy as np
 import scipy.linalg as sl
 
 from bench.common import machine
-from dynamics.reference import two_root_self_consistent_step
 from dynamics.steps import self_consistent_step
 from dynamics.task import draw_task
+from tests.reference import two_root_self_consistent_step
 
 
 def _time(fn: Callable[[], Any]) -> float:

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from dynamics.initialisation import initial_weights
-from dynamics.reference import sqrtm_psd
 from dynamics.sqrt_newton_schulz import (
     iterations_needed,
     newton_schulz_sqrt,
@@ -21,6 +20,7 @@ from dynamics.sqrt_newton_schulz import (
 )
 from dynamics.steps import gram_eigh, mT, self_consistent_direction, self_consistent_step
 from dynamics.task import draw_task
+from tests.reference import sqrtm_psd
 
 xp = np
 TOL64 = 1e-10

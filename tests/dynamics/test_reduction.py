@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from dynamics.initialisation import bartlett_factor, dense_weights, reduce_weights, wishart_weights
-from dynamics.reference import dense_gd_step
 from dynamics.steps import gd_step
 from dynamics.task import draw_task
+from tests.reference import dense_gd_step
 
 
 @pytest.mark.parametrize("order", ["simultaneous", "sequential"])

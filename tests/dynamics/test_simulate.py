@@ -9,10 +9,10 @@ import pytest
 
 from dynamics import SimulationRequest, simulate, simulate_batch
 from dynamics.initialisation import initial_weights
-from dynamics.reference import dense_gd_step, two_root_self_consistent_step
 from dynamics.simulate import learning_rate
 from dynamics.stopping import paper_stop_reason, stop_reason
 from dynamics.task import draw_task
+from tests.reference import dense_gd_step, two_root_self_consistent_step
 
 ALL = ["gd", "self_consistent", "lazy", "balanced"]
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from dynamics.reference import sqrtm_psd, two_root_self_consistent_step
 from dynamics.steps import balanced_step, lazy_step, self_consistent_step
 from dynamics.task import draw_task
+from tests.reference import sqrtm_psd, two_root_self_consistent_step
 
 
 def _state(d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,9 @@
 """Reference implementations, as the paper's own code did it: full-width weights, two matrix square roots.
 
 Used by the tests (exactness of the reduction and of the one-decomposition step) and by bench/ (the
-speed-ups are quoted against these). Plain and direct on purpose: no reduction, no reuse.
+speed-ups are quoted against these, imported from here: the baseline the benchmarks time is the oracle the
+tests prove the fast paths equal to). Not shipped with dynamics/, which holds what production runs. Plain and
+direct on purpose: no reduction, no reuse.
 """
 
 from __future__ import annotations
