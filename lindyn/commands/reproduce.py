@@ -1,5 +1,5 @@
-"""``lindyn reproduce figure1|figure2``: submit the paper's settings (docs/method.md, "The paper's two
-figures") to a lindyn service, wait with a progress bar, and write the figures.
+"""``lindyn reproduce figure1|figure2``: submit the paper's settings (docs/method.md section 6) to a
+lindyn service, wait with a progress bar, and write the figures.
 
 With ``--embedded`` a private embedded service (SQLite + filesystem broker under a temporary data
 folder, one worker) is started for the command and stopped after it; otherwise ``--server`` is used.
@@ -27,7 +27,7 @@ reproduce_app = typer.Typer(
     help="Reproduce the paper's Figures 1 and 2 through a lindyn service.", no_args_is_help=True
 )
 
-#: docs/method.md, "The paper's two figures"
+#: docs/method.md section 6
 FIGURE1: dict[str, Any] = {
     "d": 500, "rank": 5, "gamma_sigma2": -1.85, "gamma_w": 2.25, "lr_constant": 5, "steps": 100,
     "dynamics": ["gd", "self_consistent"], "record_every": 1, "spectrum_every": 1,
