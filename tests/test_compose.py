@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -76,4 +77,8 @@ def test_services_and_their_dependencies(compose: dict[str, Any]) -> None:
     assert "--queues" in services["worker-gpu"]["command"] and "gpu" in services["worker-gpu"]["command"]
     assert (ROOT / "Dockerfile").exists()
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "AS gpu" in dockerfile and "AS cpu" in dockerfile and '".[gpu]"' in dockerfile
+    assert "AS gpu" in dockerfile and "AS cpu" in dockerfile
+    assert '".[server,gpu]"' in dockerfile and '".[server]"' in dockerfile  # the service and workers' extra
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    for package in (p.rstrip("*") for p in packages["include"]):  # the image holds every package installed
+        assert f"COPY {package} /src/{package}" in dockerfile, package

@@ -6,7 +6,6 @@ command that takes a simulation request (``lindyn simulate``, ``lindyn submit``,
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 from collections.abc import Callable
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+
+from lindyn.commands.parameters import with_parameters
 
 # flag -> request field, for the flags that map one to one (with their types and help)
 FLAGS: tuple[tuple[str, type, str], ...] = (
@@ -64,7 +65,6 @@ def _parameters() -> list[inspect.Parameter]:
 
 
 REQUEST_PARAMETERS: list[inspect.Parameter] = _parameters()
-_NAMES = {p.name for p in REQUEST_PARAMETERS}
 
 
 def request_fields(config: Path | None, dynamics: str | None, **flags: Any) -> dict[str, Any]:
@@ -91,20 +91,4 @@ def request_fields(config: Path | None, dynamics: str | None, **flags: Any) -> d
 
 def with_request_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Give ``func`` (which takes ``request_data: dict``) the request flags, before its own options."""
-    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-           for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "request_data"]
-    clash = _NAMES & {p.name for p in own}
-    if clash:
-        raise TypeError(f"{func.__name__} already has request options: {sorted(clash)}")
-
-    @functools.wraps(func)
-    def command(**kwargs: Any) -> Any:
-        flags = {name: kwargs.pop(name) for name in FIELDS}
-        data = request_fields(kwargs.pop("config"), kwargs.pop("dynamics"), **flags)
-        return func(request_data=data, **kwargs)
-
-    params = [*REQUEST_PARAMETERS, *own]
-    del command.__wrapped__  # typer must see the signature below, not func's
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    return command
+    return with_parameters(func, "request_data", REQUEST_PARAMETERS, request_fields, first=True)

@@ -6,13 +6,14 @@ that talks to a running service (lindyn/commands/remote.py, reproduce.py).
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+
+from lindyn.commands.parameters import with_parameters
 
 if TYPE_CHECKING:
     from lindyn.client import Client
@@ -53,16 +54,4 @@ class Service:
 def with_service_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Give ``func`` (which takes ``service: Service``) the options ``--server`` and ``--api-key``, after its
     own."""
-    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-           for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "service"]
-
-    @functools.wraps(func)
-    def command(**kwargs: Any) -> Any:
-        service = Service(kwargs.pop("server"), kwargs.pop("api_key"))
-        return func(service=service, **kwargs)
-
-    params = [*own, *SERVICE_PARAMETERS]
-    del command.__wrapped__  # typer must see the signature below, not func's
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    return command
+    return with_parameters(func, "service", SERVICE_PARAMETERS, Service, first=False)
