@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from models.base import RUN_STATUSES
+from models.base import RunStatus
 from models.tables import Run, TaskExecution
 
 
@@ -28,7 +28,7 @@ class DurationSeries:
 def runs_by_status(session: Session) -> dict[str, int]:
     """How many runs have each status (every status, 0 when none)."""
     counts = dict(session.execute(select(Run.status, func.count()).group_by(Run.status)).all())
-    return {status: int(counts.get(status, 0)) for status in RUN_STATUSES}
+    return {status.value: int(counts.get(status, 0)) for status in RunStatus}
 
 
 def run_durations(session: Session, buckets: Sequence[float]) -> list[DurationSeries]:
