@@ -5,10 +5,10 @@
     client = Client("http://127.0.0.1:8000")
     run = client.submit(d=100, rank=5, gamma_sigma2=-1.85, gamma_w=2.25, steps=500, name="first")
     run.wait()                      # a progress bar on stderr
-    run.summary["gd"]["min_test_error"]
+    run.summary["gd"]               # the summary metrics of GD (dynamics.SUMMARY_METRICS)
     df = run.trajectory()           # pandas DataFrame: dynamics, step, the metrics
-    for r in client.runs(status="succeeded", dynamics="gd", min_test_error_max=0.1):
-        print(r.id, r.summary["gd"]["min_test_error"])
+    for r in client.runs(status="succeeded", dynamics="gd", sort="-created_at", limit=10):
+        print(r.id, r.summary["gd"])
 
 Connection errors and 502/503/504 are retried with exponential backoff; other errors of the API become
 exceptions (NotFound, ValidationFailed, Conflict, Unauthorized, all LindynError) carrying its message.
@@ -266,7 +266,7 @@ class Client:
 
     def runs(self, *, limit: int | None = None, page_size: int = 100, **filters: Any) -> Iterator[Run]:
         """Every run matching ``filters`` (the query parameters of GET /v1/runs: status, sweep_id, name,
-        tag="k=v", d, gamma_w_min, min_test_error_max with dynamics, sort, ...), page after page; ``tags``
+        tag="k=v", d, gamma_w_min, <metric>_max with dynamics, sort, ...), page after page; ``tags``
         ({k: v}) is a shorthand for tag filters. At most ``limit`` runs when given."""
         for item in self._pages("/v1/runs", filters, limit, page_size):
             yield Run(self, item["id"], item)
@@ -498,7 +498,7 @@ class Run(_Resource):
 
     @property
     def summary(self) -> dict[str, dict[str, Any]]:
-        """dynamics -> its summary (min_test_error, ...); empty until the run finished."""
+        """dynamics -> its summary (metric -> value); empty until the run finished."""
         return dict(self.data.get("summaries") or {})
 
     @property
@@ -606,15 +606,16 @@ class Sweep(_Resource):
         return self.client.download(f"/v1/sweeps/{self.id}/table", [("format", fmt)], Path(path))
 
     def phase_diagram(
-        self, path: str | Path, metric: str = "min_test_error", *, dynamics: str = "gd", format: str | None = None  # noqa: A002
+        self, path: str | Path, metric: str | None = None, *, dynamics: str = "gd", format: str | None = None  # noqa: A002
     ) -> Path:
         """Save the sweep's phase diagram: a heat map of ``metric`` (a summary metric, with or without a
-        ``<dynamics>.`` prefix, log_max_distance, or figure2 for the paper's four panels) over its two axes,
-        as png or svg (by ``format`` or the file's extension)."""
+        ``<dynamics>.`` prefix, log_max_distance, or figure2 for the paper's four panels; default: the
+        service's, the minimal test error) over its two axes, as png or svg (by ``format`` or the file's
+        extension)."""
         fmt = format or Path(path).suffix.lstrip(".").lower()
         if fmt not in FIGURE_FORMATS:
             raise ValueError(f"unknown figure format {fmt!r}: use png or svg")
-        params = [("metric", metric), ("dynamics", dynamics), ("format", fmt)]
+        params = [*([("metric", metric)] if metric is not None else []), ("dynamics", dynamics), ("format", fmt)]
         return self.client.download(f"/v1/sweeps/{self.id}/phase-diagram", params, Path(path))
 
     def runs(self, **filters: Any) -> Iterator[Run]:

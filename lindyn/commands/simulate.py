@@ -8,43 +8,19 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from lindyn.commands.request_options import FIELDS as _FIELDS  # noqa: F401 - the flags that map one to one
+from dynamics.result import SUMMARY_COLUMNS
 from lindyn.commands.request_options import with_request_options
-
-
-def request_fields(config: Path | None, dynamics: str | None, **flags: Any) -> dict[str, Any]:
-    """Merge ``--config request.json`` with the flags given (flags win); ``dynamics`` is comma-separated."""
-    data: dict[str, Any] = {}
-    if config is not None:
-        try:
-            data = json.loads(config.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise typer.BadParameter(f"cannot read {config}: {exc}", param_hint="--config") from exc
-        if not isinstance(data, dict):
-            raise typer.BadParameter(f"{config} must hold a JSON object", param_hint="--config")
-    for name, value in flags.items():
-        if value is not None:
-            data[name] = value
-            # giving one form of a quantity on the command line replaces the other form from the config
-            other = {"gamma_sigma2": "sigma2", "sigma2": "gamma_sigma2", "gamma_w": "width", "width": "gamma_w"}
-            if name in other and flags.get(other[name]) is None:
-                data.pop(other[name], None)
-    if dynamics is not None:
-        data["dynamics"] = [x.strip() for x in dynamics.split(",") if x.strip()]
-    return data
 
 
 def validate_or_exit(data: dict[str, Any]) -> Any:
     """A SimulationRequest, or a message per bad field on stderr and exit code 2."""
-    from pydantic import ValidationError
-
-    from dynamics.request import SimulationRequest, error_details
+    from dynamics.request import InvalidRequest, parse_request
 
     try:
-        return SimulationRequest.model_validate(data)
-    except ValidationError as exc:
-        for e in error_details(exc):
-            typer.echo(f"error: {e['field'] or 'request'}: {e['msg']}", err=True)
+        return parse_request(data)
+    except InvalidRequest as exc:
+        for p in exc.problems:
+            typer.echo(f"error: {p.field or 'request'}: {p.reason}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -106,8 +82,7 @@ def _print_human(summary: dict[str, Any]) -> None:
         f"threshold sigma^2 w={summary['threshold']:.4g} lr={summary['lr']:.4g} "
         f"regime={reg['regime']} backend={summary['backend']}"
     )
-    cols = ("min_test_error", "min_test_error_step", "stable_rank_at_min", "rank_at_min",
-            "final_train_error", "final_test_error", "steps_run", "stop_reason")  # fmt: skip
+    cols = SUMMARY_COLUMNS
     typer.echo(f"{'dynamics':<16}" + "".join(f"{c:>20}" for c in cols))
     for name, s in summary["summaries"].items():
         typer.echo(f"{name:<16}" + "".join(f"{_fmt(s[c]):>20}" for c in cols))
