@@ -98,7 +98,7 @@ class SimulationRequest(BaseModel):
     init: Literal["auto", "dense", "wishart"] = Field(
         "auto", description="dense W1, W2 or the exact Wishart (Bartlett) reduction; auto = wishart when w >= 2d"
     )
-    dtype: Literal["float64", "float32"] = Field("float64", description="floating-point precision of the dynamics")
+    dtype: Literal["float64", "float32"] = Field("float64", description="float64 or float32: the floating-point precision")
     record_every: int = Field(1, ge=1, description="record scalar metrics every this many steps")
     spectrum_every: int = Field(10, ge=0, description="record the singular values every this many steps (0: never)")
     backend: Literal["auto", "numpy", "cupy"] = Field(

@@ -163,6 +163,11 @@ class SimulationResult:
     def diverged(self) -> bool:
         return any(s.stop_reason == "diverged" for s in self.summaries.values())
 
+    @property
+    def steps_done(self) -> int | None:
+        """The most steps any dynamics ran (None without summaries)."""
+        return max((s.steps_run for s in self.summaries.values()), default=None)
+
     def summary_dict(self) -> dict[str, Any]:
         """The JSON summary (``lindyn simulate --json``): request, summaries, comparison, regime."""
         return {
