@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from dynamics import SUMMARY_METRICS, Quantity, SimulationRequest
+from dynamics import COMPARISON_METRICS, SUMMARY_METRICS, Quantity, SimulationRequest
 from models import Run, RunStatus
 from service.schemas.labels import Name, Tags
 
@@ -25,26 +25,29 @@ class RunCreated(BaseModel):
     status: RunStatus
 
 
-def summary_model(metrics: Sequence[Quantity] = SUMMARY_METRICS) -> type[BaseModel]:
-    """The response model of one dynamics' summary: a field per summary metric, described by its title and
-    unit. A float may be null (non-finite values are); a metric a run may lack is null by default."""
+def metrics_model(name: str, doc: str, metrics: Sequence[Quantity]) -> type[BaseModel]:
+    """A response model with a field per catalogued metric, described by its title and unit. A float may be
+    null (non-finite values are); a metric a run may lack is null by default."""
     fields: dict[str, Any] = {}
     for q in metrics:
         if q.optional:
             fields[q.name] = (q.type | None, Field(None, description=q.label))
         else:
             fields[q.name] = (float | None if q.type is float else q.type, Field(description=q.label))
-    return create_model("Summary", __doc__="dynamics.Summary of one dynamics (non-finite values as null).", **fields)
+    return create_model(name, __doc__=doc, **fields)
+
+
+def summary_model(metrics: Sequence[Quantity] = SUMMARY_METRICS) -> type[BaseModel]:
+    """The summary of one dynamics: a field per summary metric."""
+    return metrics_model("Summary", "dynamics.Summary of one dynamics (non-finite values as null).", metrics)
 
 
 Summary = summary_model()
-
-
-class Comparison(BaseModel):
-    """GD vs self-consistent: maximum over the run of (1/d^2) ||A_GD - A_SC||_F^2, and its natural log."""
-
-    max_distance: float | None
-    log_max_distance: float | None
+Comparison = metrics_model(
+    "Comparison",
+    "GD vs self-consistent: maximum over the run of (1/d^2) ||A_GD - A_SC||_F^2, and its natural log.",
+    COMPARISON_METRICS,
+)
 
 
 class Regime(BaseModel):
@@ -91,7 +94,7 @@ class RunRead(RunBrief):
     backend: str | None = Field(description="the array backend that ran it (numpy or cupy)")
     device: str | None
     summaries: dict[str, Summary]  # type: ignore[valid-type]
-    comparison: Comparison | None
+    comparison: Comparison | None  # type: ignore[valid-type]
     error: str | None
 
     @classmethod
@@ -100,9 +103,7 @@ class RunRead(RunBrief):
                   "backend", "device", "error")
         comparison = None
         if run.has_comparison:
-            comparison = Comparison(
-                max_distance=finite_or_none(run.max_distance), log_max_distance=finite_or_none(run.log_max_distance)
-            )
+            comparison = Comparison(**{q.name: finite_or_none(getattr(run, q.name)) for q in COMPARISON_METRICS})
         return cls(
             **_brief_fields(run),
             **{name: getattr(run, name) for name in copied},
