@@ -363,7 +363,9 @@ class InvalidRequest(ValueError):
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse_request(data: Any, limits: Limits | None = None, model: type[M] = SimulationRequest) -> M:  # type: ignore[assignment]
+def parse_request(
+    data: Any, limits: Limits | None = None, model: type[M] = SimulationRequest  # type: ignore[assignment]
+) -> M:
     """``data`` validated as ``model`` (a SimulationRequest, or a model extending it) against ``limits``
     (default: Limits()); InvalidRequest naming each bad field."""
     try:

@@ -68,7 +68,7 @@ def expand(body: SweepCreate, limits: Limits, max_points: int) -> Grid:
     for index in itertools.product(*(range(len(v)) for v in values)):
         point = {a: values[j][i] for j, (a, i) in enumerate(zip(names, index, strict=True))}
         try:
-            request = parse_request({**base, **point}, limits)
+            request: SimulationRequest = parse_request({**base, **point}, limits)
         except InvalidRequest as exc:
             bad_points += 1
             for error in _point_errors(exc, point, names):

@@ -49,7 +49,8 @@ def request_parameters(model: type[BaseModel] = SimulationRequest) -> list[inspe
     for name, info in model.model_fields.items():
         typ = numeric_type(info.annotation) or str
         option = typer.Option(help=flag_help(info), rich_help_panel=_PANEL, show_default=False)
-        params.append(inspect.Parameter(name, kw, default=None, annotation=Annotated[Optional[typ], option]))  # noqa: UP045
+        annotation = Annotated[Optional[typ], option]  # type: ignore[valid-type]  # noqa: UP045
+        params.append(inspect.Parameter(name, kw, default=None, annotation=annotation))
     params.append(inspect.Parameter(
         "config", kw, default=None,
         annotation=Annotated[Optional[Path], typer.Option(  # noqa: UP045

@@ -182,9 +182,8 @@ def read_trajectory(
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run.id} is {run.status}: it has no trajectory")
     missing = [name for name in dynamics or [] if name not in run.dynamics_list]
     if missing:
-        raise errors.invalid(
-            "query", "dynamics", f"run {run.id} did not run {', '.join(missing)} (it ran {', '.join(run.dynamics_list)})"
-        )
+        ran = ", ".join(run.dynamics_list)
+        raise errors.invalid("query", "dynamics", f"run {run.id} did not run {', '.join(missing)} (it ran {ran})")
     export = trajectory_export(factory, session, run, dynamics, spectrum=spectrum, fmt=fmt)
     return export_response(export, fmt)
 

@@ -45,7 +45,9 @@ class _RunFiltersBase(BaseModel):
     created_before: datetime | None = Field(None, description="created before (ISO 8601)")
 
 
-def run_filters_model(params: Sequence[str] = RUN_RANGES, metrics: Sequence[Quantity] = RANGE_METRICS) -> type[BaseModel]:
+def run_filters_model(
+    params: Sequence[str] = RUN_RANGES, metrics: Sequence[Quantity] = RANGE_METRICS
+) -> type[BaseModel]:
     """The filters: each indexed request parameter exactly and as a range (``<name>``, ``<name>_min``,
     ``<name>_max``, typed as the request's field), each summary metric of `dynamics` as a range."""
     fields: dict[str, Any] = {}
@@ -55,8 +57,9 @@ def run_filters_model(params: Sequence[str] = RUN_RANGES, metrics: Sequence[Quan
         fields[f"{name}_min"] = (typ | None, Field(None, description=f"{name} >= this"))
         fields[f"{name}_max"] = (typ | None, Field(None, description=f"{name} <= this"))
     for q in metrics:
-        fields[f"{q.name}_min"] = (q.type | None, Field(None, description=f"{q.name} ({q.title}) of `dynamics` >= this"))
-        fields[f"{q.name}_max"] = (q.type | None, Field(None, description=f"{q.name} ({q.title}) of `dynamics` <= this"))
+        what = f"{q.name} ({q.title}) of `dynamics`"
+        fields[f"{q.name}_min"] = (q.type | None, Field(None, description=f"{what} >= this"))
+        fields[f"{q.name}_max"] = (q.type | None, Field(None, description=f"{what} <= this"))
     return create_model("RunFilters", __base__=_RunFiltersBase, **fields)
 
 
