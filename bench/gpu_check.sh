@@ -86,9 +86,9 @@ for name in ["numpy", "cupy", "pydantic", "pydantic_core", "pytest", "pytest_tim
         print(f"{name:18s} {getattr(m, '__version__', '?')}  ({getattr(m, '__file__', '')})")
     except Exception as exc:
         print(f"{name:18s} MISSING ({type(exc).__name__}: {exc})")
-from dynamics.backend import cupy_available, resolve_backend
+from dynamics.backend import resolve_backend
 be = resolve_backend("auto")
-print(f"lindyn backend auto -> {be.name} ({be.device}); cupy_available={cupy_available()}")
+print(f"lindyn backend auto -> {be.name} ({be.device}); cupy usable={be.name == 'cupy'}")
 if be.name == "cupy":
     cp = be.xp
     print(f"CUDA runtime {cp.cuda.runtime.runtimeGetVersion()}, driver {cp.cuda.runtime.driverGetVersion()}")
@@ -98,7 +98,7 @@ RC=$?
 cat "$OUT/env.txt"
 step env "$RC"
 
-HAVE_GPU=$(timeout 60 "$PY" -c 'from dynamics.backend import cupy_available; print(int(cupy_available()))' 2>/dev/null || echo 0)
+HAVE_GPU=$(timeout 60 "$PY" -c 'from dynamics.backend import resolve_backend; print(int(resolve_backend("auto").name == "cupy"))' 2>/dev/null || echo 0)
 echo "GPU usable by lindyn: $HAVE_GPU"
 
 # ---- 3. CuPy vs NumPy tests -------------------------------------------------------------------------

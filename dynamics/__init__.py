@@ -6,11 +6,14 @@ Entry points: :func:`simulate` (one request) and :func:`simulate_batch` (many gr
 
 from dynamics.request import DYNAMICS, Limits, SimulationRequest, regime
 from dynamics.result import (
+    COMPARISON_METRICS,
     METRIC_COLUMNS,
     STOP_REASONS,
-    SUMMARY_FIELDS,
+    SUMMARY_METRICS,
     TRAJECTORY_COLUMNS,
+    TRAJECTORY_METRICS,
     Comparison,
+    Quantity,
     SimulationResult,
     Summary,
     Trajectory,
@@ -18,14 +21,17 @@ from dynamics.result import (
 from dynamics.simulate import ProgressCallback, simulate, simulate_batch
 
 __all__ = [
+    "COMPARISON_METRICS",
     "DYNAMICS",
     "METRIC_COLUMNS",
     "STOP_REASONS",
-    "SUMMARY_FIELDS",
+    "SUMMARY_METRICS",
     "TRAJECTORY_COLUMNS",
+    "TRAJECTORY_METRICS",
     "Comparison",
     "Limits",
     "ProgressCallback",
+    "Quantity",
     "SimulationRequest",
     "SimulationResult",
     "Summary",

@@ -25,9 +25,6 @@ class Backend:
     name: str  # "numpy" or "cupy"
     device: str  # "cpu" or the GPU's name
 
-    def asarray(self, a: Any, dtype: Any = None) -> Any:
-        return self.xp.asarray(a, dtype=dtype)
-
     def to_host(self, a: Any) -> np.ndarray:
         """A NumPy copy of an array of this backend."""
         return a.get() if self.name == "cupy" else np.asarray(a)
@@ -63,7 +60,3 @@ def resolve_backend(name: str = "auto") -> Backend:
     if name == "cupy":
         raise BackendUnavailable("backend 'cupy' was asked for, but CuPy or a CUDA GPU is not available here")
     return _NUMPY
-
-
-def cupy_available() -> bool:
-    return _cupy_backend() is not None

@@ -10,19 +10,26 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
 DynamicsName = Literal["gd", "self_consistent", "lazy", "balanced"]
-DYNAMICS: tuple[str, ...] = ("gd", "self_consistent", "lazy", "balanced")
+DYNAMICS: tuple[str, ...] = get_args(DynamicsName)
+#: the two forms of sigma^2 and of w: (exponent of d, direct value)
+FORMS: tuple[tuple[str, str], ...] = (("gamma_sigma2", "sigma2"), ("gamma_w", "width"))
+#: each form's other form: giving one replaces the other
+OTHER_FORM: dict[str, str] = {a: b for pair in FORMS for a, b in (pair, pair[::-1])}
 
 #: Default limits. dynamics reads no environment: the service and the workers pass theirs (the settings
 #: object's, core/settings.py) through the validation context as ``{"limits": Limits(...)}``.
@@ -90,10 +97,12 @@ class SimulationRequest(BaseModel):
     init: Literal["auto", "dense", "wishart"] = Field(
         "auto", description="dense W1, W2 or the exact Wishart (Bartlett) reduction; auto = wishart when w >= 2d"
     )
-    dtype: Literal["float64", "float32"] = "float64"
+    dtype: Literal["float64", "float32"] = Field("float64", description="float64 or float32: the floating-point precision")
     record_every: int = Field(1, ge=1, description="record scalar metrics every this many steps")
     spectrum_every: int = Field(10, ge=0, description="record the singular values every this many steps (0: never)")
-    backend: Literal["auto", "numpy", "cupy"] = "auto"
+    backend: Literal["auto", "numpy", "cupy"] = Field(
+        "auto", description="array backend: numpy, cupy (a CUDA GPU) or auto = cupy when a GPU is usable"
+    )
 
     @field_validator("dynamics")
     @classmethod
@@ -130,7 +139,7 @@ class SimulationRequest(BaseModel):
             d_ok = d is not None and int(d) == d and int(d) >= 2
         except (TypeError, ValueError):
             d_ok = False
-        for gamma_key, direct_key in (("gamma_sigma2", "sigma2"), ("gamma_w", "width")):
+        for gamma_key, direct_key in FORMS:
             g, x = data.get(gamma_key), data.get(direct_key)
             if g is None and x is None:
                 raise ValueError(f"give either {gamma_key} or {direct_key}")
@@ -287,30 +296,78 @@ def regime(gamma_sigma2: float, gamma_w: float, width: int, rank: int) -> dict[s
     }
 
 
-_FIELD_NAMES = set(SimulationRequest.model_fields)
+def numeric_type(annotation: Any) -> type | None:
+    """int or float when the annotation is one of them (optional or annotated), else None."""
+    for arg in get_args(annotation) or (annotation,):
+        if get_origin(arg) is Annotated:
+            arg = get_args(arg)[0]
+        if arg is int or arg is float:
+            return arg
+    return None
 
 
-def error_details(exc: Any) -> list[dict[str, Any]]:
-    """Errors of a pydantic ValidationError as ``{"loc": [...], "field": name, "msg": reason}``.
+#: the numeric fields of the request and their types (a sweep's axes, the filters on indexed parameters)
+NUMERIC_FIELDS: dict[str, type] = {
+    name: t for name, f in SimulationRequest.model_fields.items() if (t := numeric_type(f.annotation)) is not None
+}
 
-    Model-level checks (rank <= d, wishart needs w >= 2d, ...) are raised as "<field>: <reason>" and
-    land at the model's root; here they are moved to their field, so every error names one.
-    """
-    out: list[dict[str, Any]] = []
-    for err in exc.errors(include_url=False, include_input=False):
-        loc = [str(p) for p in err.get("loc", ())]
-        msg = str(err.get("msg", ""))
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        head, sep, rest = msg.partition(": ")
-        if sep and head in _FIELD_NAMES:
-            loc = [*loc, head]
-            msg = rest
-        elif not loc or loc[-1] not in _FIELD_NAMES:
-            for name in ("gamma_sigma2", "gamma_w"):
-                if name in msg:
-                    loc = [*loc, name]
-                    break
-        field = next((p for p in loc if p in _FIELD_NAMES), loc[-1] if loc else None)
-        out.append({"loc": loc, "field": field, "msg": msg, "type": err.get("type")})
-    return out
+
+# ---- errors -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FieldProblem:
+    """One fault of a request: the field it is in (None: the request as a whole), the reason, where exactly
+    (``loc``: the path inside the request, e.g. ("dynamics", "0")) and the kind (pydantic's error type)."""
+
+    field: str | None
+    reason: str
+    loc: tuple[str, ...] = ()
+    kind: str = "value_error"
+
+
+class InvalidRequest(ValueError):
+    """A request that cannot be run: one FieldProblem per fault. Neutral: the service turns them into its 422
+    entries, the CLI into lines on stderr."""
+
+    def __init__(self, problems: Sequence[FieldProblem]) -> None:
+        super().__init__("; ".join(f"{p.field or 'request'}: {p.reason}" for p in problems))
+        self.problems = list(problems)
+
+    @classmethod
+    def of(cls, exc: ValidationError, model: type[BaseModel] = SimulationRequest) -> InvalidRequest:
+        """The problems of a ValidationError of ``model``, each at its field.
+
+        Model-level checks (rank <= d, wishart needs w >= 2d, ...) are raised as "<field>: <reason>" and land
+        at the model's root; here they are moved to their field, so every problem names one."""
+        names = set(model.model_fields)
+        problems = []
+        for err in exc.errors(include_url=False, include_input=False):
+            loc = [str(p) for p in err.get("loc", ())]
+            msg = str(err.get("msg", ""))
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, ") :]
+            head, sep, rest = msg.partition(": ")
+            if sep and head in names:
+                loc = [*loc, head]
+                msg = rest
+            elif not loc or loc[-1] not in names:
+                for gamma_key, _ in FORMS:
+                    if gamma_key in msg:
+                        loc = [*loc, gamma_key]
+                        break
+            field = next((p for p in loc if p in names), loc[-1] if loc else None)
+            problems.append(FieldProblem(field, msg, tuple(loc), str(err.get("type"))))
+        return cls(problems)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_request(
+    data: Any, limits: Limits | None = None, model: type[M] = SimulationRequest  # type: ignore[assignment]
+) -> M:
+    """``data`` validated as ``model`` (a SimulationRequest, or a model extending it) against ``limits``
+    (default: Limits()); InvalidRequest naming each bad field."""
+    try:
+        return model.model_validate(data, context={"limits": limits} if limits is not None else None)
+    except ValidationError as exc:
+        raise InvalidRequest.of(exc, model) from None

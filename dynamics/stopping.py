@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dynamics.result import STOP_REASONS
+
 TRAIN_CONVERGED = 1e-3  # stop when train error < 1e-3
 PLATEAU_DELTA = 2e-4  # |train[i] - train[i-1]| < 2e-4 ...
 PLATEAU_PROGRESS = 1e-2  # ... while train[0] - train[i] > 1e-2
@@ -85,4 +87,5 @@ def stop_codes(
     return code
 
 
-CODES: tuple[str | None, ...] = (None, "max_steps", "train_converged", "test_rising", "plateau", "diverged")
+#: the stop codes of ``stop_codes``: 0 = continue, then each of STOP_REASONS
+CODES: tuple[str | None, ...] = (None, *STOP_REASONS)

@@ -19,15 +19,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
+from dynamics.result import RANGE_METRICS
 from models.tables import Run, RunSummary, Sweep
 
 #: indexed request parameters: exact value, ``<name>_min`` and ``<name>_max``
 RUN_RANGES: tuple[str, ...] = ("d", "rank", "gamma_sigma2", "gamma_w", "sigma2", "width")
 #: summary metrics of one dynamics (``dynamics=``): ``<name>_min`` and ``<name>_max``
-SUMMARY_RANGES: tuple[str, ...] = (
-    "min_test_error", "min_test_error_step", "stable_rank_at_min", "rank_at_min",
-    "final_train_error", "final_test_error", "steps_run",
-)  # fmt: skip
+SUMMARY_RANGES: tuple[str, ...] = tuple(q.name for q in RANGE_METRICS)
 RUN_SORTS: tuple[str, ...] = ("created_at", "name", "status", *RUN_RANGES)
 SORT_KEYS: tuple[str, ...] = (*RUN_SORTS, *SUMMARY_RANGES)
 SORTS: tuple[str, ...] = tuple(p + k for k in SORT_KEYS for p in ("", "-"))

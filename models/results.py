@@ -41,7 +41,7 @@ def store_result(session: Session, run_id: uuid.UUID, result: SimulationResult) 
     comparison = result.comparison.as_dict() if result.comparison is not None else {}
     run.status = status
     run.finished_at = utcnow()
-    run.progress_step = max((s.steps_run for s in result.summaries.values()), default=run.progress_step)
+    run.progress_step = result.steps_done if result.steps_done is not None else run.progress_step
     run.lr = _finite(result.lr)
     run.threshold = _finite(result.threshold)
     run.backend = result.backend

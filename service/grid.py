@@ -8,38 +8,22 @@ import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, get_args, get_origin
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pydantic import ValidationError
 
-from dynamics import DYNAMICS, Limits, SimulationRequest
-from dynamics.request import error_details
+from dynamics import DYNAMICS, SUMMARY_METRICS, Limits, SimulationRequest
+from dynamics.request import NUMERIC_FIELDS, OTHER_FORM, InvalidRequest, parse_request
 from dynamics.simulate import batch_key
 from models import Run
-from service.schemas.runs import Summary, finite_or_none
+from service.errors import field_error
+from service.schemas.runs import finite_or_none
 from service.schemas.sweeps import AxisSpec, SweepCreate
 
-
-def _numeric_type(annotation: Any) -> type | None:
-    """int or float when the annotation is one of them (optional or annotated), else None."""
-    for arg in get_args(annotation) or (annotation,):
-        if get_origin(arg) is Annotated:
-            arg = get_args(arg)[0]
-        if arg is int or arg is float:
-            return arg
-    return None
-
-
-#: every numeric request field may be an axis: its name and type
-AXIS_FIELDS: dict[str, type] = {
-    name: t
-    for name, f in SimulationRequest.model_fields.items()
-    if (t := _numeric_type(f.annotation)) is not None
-}
-#: the two forms of one quantity: an axis on one removes the other from the base
-OTHER_FORM = {"gamma_sigma2": "sigma2", "sigma2": "gamma_sigma2", "gamma_w": "width", "width": "gamma_w"}
+#: every numeric request field may be an axis: its name and type (an axis on one form of a quantity,
+#: OTHER_FORM, removes the other from the base)
+AXIS_FIELDS: dict[str, type] = NUMERIC_FIELDS
 #: bad grid points reported in one 422
 MAX_REPORTED_POINTS = 10
 
@@ -84,8 +68,8 @@ def expand(body: SweepCreate, limits: Limits, max_points: int) -> Grid:
     for index in itertools.product(*(range(len(v)) for v in values)):
         point = {a: values[j][i] for j, (a, i) in enumerate(zip(names, index, strict=True))}
         try:
-            request = SimulationRequest.model_validate({**base, **point}, context={"limits": limits})
-        except ValidationError as exc:
+            request: SimulationRequest = parse_request({**base, **point}, limits)
+        except InvalidRequest as exc:
             bad_points += 1
             for error in _point_errors(exc, point, names):
                 key = (repr(error["loc"]), error["reason"])
@@ -104,7 +88,7 @@ def expand(body: SweepCreate, limits: Limits, max_points: int) -> Grid:
         seen = set()
         for v in vals:
             if v in seen:
-                raise GridError([_error(["body", "axes", a], a, f"axis {a} has the value {v} twice")])
+                raise GridError([field_error(["body", "axes", a], a, f"axis {a} has the value {v} twice")])
             seen.add(v)
     return Grid(axes=dict(zip(names, canonical, strict=True)), requests=requests)
 
@@ -113,33 +97,28 @@ def _check_axes(body: SweepCreate, max_points: int) -> None:
     errors = []
     for a in body.axes:
         if a not in AXIS_FIELDS:
-            errors.append(_error(["body", "axes", a], a, f"{a} is not a numeric request field; an axis is one of "
+            errors.append(field_error(["body", "axes", a], a, f"{a} is not a numeric request field; an axis is one of "
                                  f"{', '.join(AXIS_FIELDS)}"))
         elif OTHER_FORM.get(a) in body.axes and a < OTHER_FORM[a]:
-            errors.append(_error(["body", "axes", a], a, f"axes {a} and {OTHER_FORM[a]} give the same quantity "
+            errors.append(field_error(["body", "axes", a], a, f"axes {a} and {OTHER_FORM[a]} give the same quantity "
                                  "twice: give one of them"))
     if errors:
         raise GridError(errors)
     size = math.prod(spec.size for spec in body.axes.values())
     if size > max_points:
         shape = " x ".join(str(spec.size) for spec in body.axes.values())
-        raise GridError([_error(["body", "axes"], "axes", f"the grid has {size} points ({shape}), over the limit "
+        raise GridError([field_error(["body", "axes"], "axes", f"the grid has {size} points ({shape}), over the limit "
                                 f"of {max_points}")])
 
 
-def _point_errors(exc: ValidationError, point: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
+def _point_errors(exc: InvalidRequest, point: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
     where = ", ".join(f"{a} = {v}" for a, v in point.items())
     out = []
-    for e in error_details(exc):
-        field = e["field"]
-        loc = ["body", "axes", field] if field in names else ["body", "base", *e["loc"]]
-        out.append({**_error(loc, field, f"grid point {where}: {e['msg']}", e["type"]), "point": point,
-                    "reason": e["msg"]})
+    for p in exc.problems:
+        loc = ["body", "axes", p.field] if p.field in names else ["body", "base", *p.loc]
+        out.append({**field_error(loc, p.field, f"grid point {where}: {p.reason}", p.kind), "point": point,
+                    "reason": p.reason})
     return out
-
-
-def _error(loc: list[Any], field: str | None, msg: str, type_: str | None = "value_error") -> dict[str, Any]:
-    return {"loc": loc, "field": field, "msg": msg, "type": type_}
 
 
 # ---- fan-out ---------------------------------------------------------------------------------------------
@@ -163,11 +142,8 @@ def chunks(
 
 # ---- the table -------------------------------------------------------------------------------------------
 _ARROW = {int: pa.int64(), float: pa.float64()}
-#: the summary metrics (dynamics.Summary, as /v1/runs serves them) and their Parquet types
-_SUMMARY_TYPES: dict[str, pa.DataType] = {
-    name: _ARROW.get(_numeric_type(f.annotation), pa.string())  # type: ignore[arg-type]
-    for name, f in Summary.model_fields.items()
-}
+#: the summary metrics (dynamics.SUMMARY_METRICS, as /v1/runs serves them) and their Parquet types
+_SUMMARY_TYPES: dict[str, pa.DataType] = {q.name: _ARROW.get(q.type, pa.string()) for q in SUMMARY_METRICS}
 
 
 def table(axes: dict[str, list[Any]], runs: Sequence[Run]) -> tuple[dict[str, list[Any]], dict[str, pa.DataType]]:

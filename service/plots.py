@@ -25,6 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from dynamics import DYNAMICS
+from dynamics.result import COMPARISON_METRICS, FIGURE2_METRICS, METRICS
 
 ImageFormat = Literal["png", "svg"]
 IMAGE_FORMATS: tuple[str, ...] = ("png", "svg")
@@ -33,25 +34,16 @@ MEDIA_TYPES: dict[str, str] = {"png": "image/png", "svg": "image/svg+xml"}
 #: one line style per dynamics (Figure 1)
 LINE_STYLES: dict[str, str] = {"gd": "-", "self_consistent": "--", "lazy": ":", "balanced": "-."}
 LABELS: dict[str, str] = {"gd": "GD", "self_consistent": "self-consistent", "lazy": "lazy", "balanced": "balanced"}
-#: the paper's four Figure 2 panels, in its order
-FIGURE2_METRICS: tuple[str, ...] = ("min_test_error", "stable_rank_at_min", "min_test_error_step", "log_max_distance")
-METRIC_TITLES: dict[str, str] = {
-    "min_test_error": "minimal test error",
-    "stable_rank_at_min": "stable rank at the minimal test error",
-    "min_test_error_step": "iterations until the minimal test error",
-    "log_max_distance": "log max distance GD vs self-consistent",
-    "rank_at_min": "rank at the minimal test error",
-    "final_train_error": "final train error",
-    "final_test_error": "final test error",
-    "steps_run": "iterations run",
-    "max_distance": "max distance GD vs self-consistent",
-}
+#: a metric's title on a heat map and its colour bar (the catalogue's, dynamics/result.py)
+METRIC_TITLES: dict[str, str] = {name: q.title for name, q in METRICS.items()}
 #: colour of grid points without a value (not finished, failed, no such metric): shown as missing, not zero
 MISSING_COLOUR = "#d9d9d9"
 AXIS_LABELS: dict[str, str] = {"gamma_sigma2": "γ_σ² (σ² = d^γ_σ²)", "gamma_w": "γ_w (w = d^γ_w)"}
 
 #: table columns that are not numbers to draw
-_NOT_METRICS = frozenset({"run_id", "status", "stop_reason", "id"})
+_NOT_METRICS = frozenset({"run_id", "status", "id", *(name for name, q in METRICS.items() if not q.numeric)})
+#: the comparison's columns of a sweep table (not prefixed by a dynamics)
+_COMPARISON_COLUMNS = frozenset(q.name for q in COMPARISON_METRICS)
 
 _RENDER_LOCK = threading.Lock()  # rcParams are global: one render at a time sets and reads them
 
@@ -186,8 +178,8 @@ def _style_word(name: str) -> str:
 
 # ---- Figure 2 -------------------------------------------------------------------------------------------------
 def metric_column(table: pd.DataFrame, metric: str, dynamics: str = "gd") -> str:
-    """The table column of ``metric``: as given (``gd.min_test_error``, ``log_max_distance``) or with the
-    dynamics prefix (``min_test_error`` -> ``gd.min_test_error``). KeyError naming the choices if neither."""
+    """The table column of ``metric``: as given (``gd.<metric>``, ``log_max_distance``) or with the
+    dynamics prefix (``<metric>`` -> ``gd.<metric>``). KeyError naming the choices if neither."""
     for column in (metric, f"{dynamics}.{metric}"):
         if column in table.columns and str(column).rsplit(".", 1)[-1] not in _NOT_METRICS:
             return column
@@ -198,7 +190,7 @@ def metric_columns(table: pd.DataFrame) -> list[str]:
     """The summary columns of a sweep table that can be drawn (``<dynamics>.<metric>``, log_max_distance)."""
     return [
         str(c) for c in table.columns
-        if ("." in str(c) or str(c) in ("log_max_distance", "max_distance"))
+        if ("." in str(c) or str(c) in _COMPARISON_COLUMNS)
         and str(c).rsplit(".", 1)[-1] not in _NOT_METRICS
     ]
 

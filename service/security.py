@@ -21,10 +21,10 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import Settings
 from models.keys import any_stored_key, check_key
+from service import errors
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -120,10 +120,7 @@ class BodySizeLimit:
         self.max_bytes = max_bytes
 
     async def _too_large(self, send: Send, size: str) -> None:
-        await send_json(send, 413, {"detail": [{
-            "loc": ["body"], "field": None, "type": "body_too_large",
-            "msg": f"request body of {size} bytes is over the limit of {self.max_bytes} bytes",
-        }]})
+        await send_json(send, 413, errors.body_too_large(size, self.max_bytes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -160,33 +157,7 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
 
-_UNPARSABLE = "There was an error parsing the body"  # FastAPI's 400 for a body it cannot decode
-
-
-async def _http_error(request: Any, exc: Exception) -> Any:
-    """A body FastAPI cannot parse is a 422 (json_invalid) like every other bad body; the rest as usual."""
-    from fastapi.exception_handlers import http_exception_handler
-    from fastapi.responses import JSONResponse
-
-    assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 400 and exc.detail == _UNPARSABLE:
-        return JSONResponse({"detail": [{"loc": ["body"], "field": None, "type": "json_invalid",
-                                         "msg": "body is not valid JSON"}]}, status_code=422)
-    return await http_exception_handler(request, exc)
-
-
-async def _out_of_range(_: Any, exc: Exception) -> Any:
-    """A number too large for the database (an offset of 2**63, ...) is the request's fault: 422, not 500."""
-    from fastapi.responses import JSONResponse
-
-    return JSONResponse({"detail": [{"loc": ["query"], "field": None, "type": "out_of_range",
-                                     "msg": f"a number is out of range: {exc}"}]}, status_code=422)
-
-
 def install(app: Any, settings: Settings) -> None:
-    """API keys inside, the body limit around them (so an oversized write is refused before a key lookup);
-    bad input that the framework or the database would turn into a 400 or a 500 answered as a 422."""
+    """API keys inside, the body limit around them (so an oversized write is refused before a key lookup)."""
     app.add_middleware(ApiKeyAuth, settings=settings, factory=app.state.sessionmaker)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(OverflowError, _out_of_range)

@@ -5,10 +5,10 @@
     client = Client("http://127.0.0.1:8000")
     run = client.submit(d=100, rank=5, gamma_sigma2=-1.85, gamma_w=2.25, steps=500, name="first")
     run.wait()                      # a progress bar on stderr
-    run.summary["gd"]["min_test_error"]
+    run.summary["gd"]               # the summary metrics of GD (dynamics.SUMMARY_METRICS)
     df = run.trajectory()           # pandas DataFrame: dynamics, step, the metrics
-    for r in client.runs(status="succeeded", dynamics="gd", min_test_error_max=0.1):
-        print(r.id, r.summary["gd"]["min_test_error"])
+    for r in client.runs(status="succeeded", dynamics="gd", sort="-created_at", limit=10):
+        print(r.id, r.summary["gd"])
 
 Connection errors and 502/503/504 are retried with exponential backoff; other errors of the API become
 exceptions (NotFound, ValidationFailed, Conflict, Unauthorized, all LindynError) carrying its message.
@@ -141,7 +141,7 @@ class Client:
 
     def runs(self, *, limit: int | None = None, page_size: int = 100, **filters: Any) -> Iterator[Run]:
         """Every run matching ``filters`` (the query parameters of GET /v1/runs: status, sweep_id, name,
-        tag="k=v", d, gamma_w_min, min_test_error_max with dynamics, sort, ...), page after page; ``tags``
+        tag="k=v", d, gamma_w_min, <metric>_max with dynamics, sort, ...), page after page; ``tags``
         ({k: v}) is a shorthand for tag filters. At most ``limit`` runs when given."""
         for item in self._pages("/v1/runs", filters, limit, page_size):
             yield Run(self, item["id"], item)

@@ -119,7 +119,7 @@ class Run(_Resource):
 
     @property
     def summary(self) -> dict[str, dict[str, Any]]:
-        """dynamics -> its summary (min_test_error, ...); empty until the run finished."""
+        """dynamics -> its summary (metric -> value); empty until the run finished."""
         return dict(self.data.get("summaries") or {})
 
     @property
@@ -227,15 +227,16 @@ class Sweep(_Resource):
         return self.client.download(f"/v1/sweeps/{self.id}/table", [("format", fmt)], Path(path))
 
     def phase_diagram(
-        self, path: str | Path, metric: str = "min_test_error", *, dynamics: str = "gd", format: str | None = None  # noqa: A002
+        self, path: str | Path, metric: str | None = None, *, dynamics: str = "gd", format: str | None = None  # noqa: A002
     ) -> Path:
         """Save the sweep's phase diagram: a heat map of ``metric`` (a summary metric, with or without a
-        ``<dynamics>.`` prefix, log_max_distance, or figure2 for the paper's four panels) over its two axes,
-        as png or svg (by ``format`` or the file's extension)."""
+        ``<dynamics>.`` prefix, log_max_distance, or figure2 for the paper's four panels; default: the
+        service's, the minimal test error) over its two axes, as png or svg (by ``format`` or the file's
+        extension)."""
         fmt = format or Path(path).suffix.lstrip(".").lower()
         if fmt not in FIGURE_FORMATS:
             raise ValueError(f"unknown figure format {fmt!r}: use png or svg")
-        params = [("metric", metric), ("dynamics", dynamics), ("format", fmt)]
+        params = [*([("metric", metric)] if metric is not None else []), ("dynamics", dynamics), ("format", fmt)]
         return self.client.download(f"/v1/sweeps/{self.id}/phase-diagram", params, Path(path))
 
     def runs(self, **filters: Any) -> Iterator[Run]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from dynamics.result import DEFAULT_METRIC, FIGURE2_METRICS, SUMMARY_COLUMNS
 from lindyn.commands.request_options import with_request_options
 from lindyn.commands.service_options import Service, with_service_options
 from lindyn.commands.tables import print_table
@@ -115,8 +116,7 @@ def _print_run(data: dict[str, Any]) -> None:
         typer.echo(f"backend {data['backend']} ({data.get('device') or '-'})  lr {_fmt(data.get('lr'))}")
     summaries = data.get("summaries") or {}
     if summaries:
-        cols = ["min_test_error", "min_test_error_step", "stable_rank_at_min", "rank_at_min",
-                "final_train_error", "final_test_error", "steps_run", "stop_reason"]  # fmt: skip
+        cols = SUMMARY_COLUMNS
         print_table(["dynamics", *cols], [[name, *(_fmt(s.get(c)) for c in cols)] for name, s in summaries.items()])
     comparison = data.get("comparison")
     if comparison:
@@ -208,9 +208,9 @@ def runs(
     where: Annotated[
         Optional[list[str]],  # noqa: UP045
         typer.Option("--where", "-w", help="any filter of GET /v1/runs as name=value, e.g. gamma_w_min=2 or "
-                     "min_test_error_max=0.1 (repeatable)", show_default=False),
+                     f"{DEFAULT_METRIC}_max=0.1 (repeatable)", show_default=False),
     ] = None,
-    sort: Annotated[Optional[str], typer.Option(help="e.g. created_at, -min_test_error, gamma_w")] = None,  # noqa: UP045
+    sort: Annotated[Optional[str], typer.Option(help=f"e.g. created_at, -{DEFAULT_METRIC}, gamma_w")] = None,  # noqa: UP045
     limit: Annotated[int, typer.Option(min=1, help="at most this many runs")] = 50,
     json_output: JsonOpt = False,
     *,
@@ -401,9 +401,9 @@ def phase_diagram(
     sweep_id: Annotated[str, typer.Argument(help="the sweep's id", show_default=False)],
     out: Annotated[Path, typer.Option(help="where to write the figure: .png or .svg")],
     metric: Annotated[
-        str, typer.Option(help="a summary metric (min_test_error, log_max_distance, gd.stable_rank_at_min, ...) "
-                          "or figure2 for the paper's four panels")
-    ] = "min_test_error",
+        str, typer.Option(help=f"a summary metric ({', '.join(FIGURE2_METRICS)}, ...; gd.<metric> for one "
+                          "dynamics) or figure2 for the paper's four panels")
+    ] = DEFAULT_METRIC,
     dynamics: Annotated[str, typer.Option(help="the dynamics of an unprefixed metric")] = "gd",
     *,
     service: Service,

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from dynamics.result import FIGURE2_METRICS
 from lindyn.commands.service_options import Service, with_service_options
 
 reproduce_app = typer.Typer(
@@ -74,8 +75,7 @@ def figure1(
             raise typer.Exit(1)
         run.figure(out_dir / f"figure1.{fmt}")
         run.export(out_dir / "figure1.parquet")
-    summary = {k: {"min_test_error": v["min_test_error"], "min_test_error_step": v["min_test_error_step"]}
-               for k, v in run.summary.items()}  # fmt: skip
+    summary = {k: {m: v[m] for m in FIGURE2_METRICS if m in v} for k, v in run.summary.items()}
     typer.echo(json.dumps({"run": run.id, "wall_s": round(wall, 2), "summaries": summary,
                            "figure": str(out_dir / f"figure1.{fmt}")}, indent=2))  # fmt: skip
 

@@ -1,8 +1,10 @@
-"""The request flags (``--d``, ``--rank``, ..., ``--dynamics``, ``--config``), written once and shared by every
-command that takes a simulation request (``lindyn simulate``, ``lindyn submit``, ``lindyn sweep``).
+"""The request flags (``--d``, ``--rank``, ..., ``--dynamics``, ``--config``), shared by every command that takes
+a simulation request (``lindyn simulate``, ``lindyn submit``, ``lindyn sweep``).
 
-``@with_request_options`` adds them to a typer command's parameters; the command receives them merged with
-``--config`` (flags win) as one dict, ``request_data``, not yet validated."""
+The flags are generated from the request's fields (dynamics/request.py): one flag per field, typed as the
+field (int, float; a choice or a list as text, a list comma-separated), its help the field's description
+and default. ``@with_request_options`` adds them to a typer command's parameters; the command receives them
+merged with ``--config`` (flags win) as one dict, ``request_data``, not yet validated."""
 
 from __future__ import annotations
 
@@ -10,52 +12,45 @@ import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, get_origin
 
 import typer
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
+from dynamics.request import OTHER_FORM, SimulationRequest, numeric_type
 from lindyn.commands.parameters import with_parameters
 
-# flag -> request field, for the flags that map one to one (with their types and help)
-FLAGS: tuple[tuple[str, type, str], ...] = (
-    ("d", int, "dimension d (input = output)"),
-    ("rank", int, "target rank k"),
-    ("noise_std", float, "noise standard deviation"),
-    ("gamma_sigma2", float, "sigma^2 = d^gamma_sigma2"),
-    ("gamma_w", float, "width = floor(d^gamma_w)"),
-    ("sigma2", float, "sigma^2 directly"),
-    ("width", int, "width w directly"),
-    ("steps", int, "maximum iterations"),
-    ("lr", float, "explicit learning rate"),
-    ("lr_constant", float, "c_lr of the learning-rate rule"),
-    ("stopping", str, "paper or none"),
-    ("gd_update", str, "simultaneous or sequential"),
-    ("init", str, "auto, dense or wishart"),
-    ("dtype", str, "float64 or float32"),
-    ("seed", int, "initialisation seed"),
-    ("task_seed", int, "task seed"),
-    ("record_every", int, "record metrics every N steps"),
-    ("spectrum_every", int, "record singular values every N steps"),
-    ("backend", str, "auto, numpy or cupy"),
-)
-FIELDS: tuple[str, ...] = tuple(name for name, _, _ in FLAGS)
 _PANEL = "Request"
 
 
-def _parameters() -> list[inspect.Parameter]:
+def _is_list(info: FieldInfo) -> bool:
+    return get_origin(info.annotation) is list
+
+
+def flag_help(info: FieldInfo) -> str:
+    """A field's description, and its default (or that it is required)."""
+    text = info.description or ""
+    if _is_list(info):
+        text = f"comma-separated: {text}"
+    if info.is_required():
+        return f"{text} (required)"
+    default = info.get_default(call_default_factory=True)
+    if default is None:
+        return text
+    shown = ",".join(map(str, default)) if isinstance(default, list) else default
+    return f"{text} (default {shown})"
+
+
+def request_parameters(model: type[BaseModel] = SimulationRequest) -> list[inspect.Parameter]:
+    """One keyword-only parameter (a typer option, None unless given) per field of ``model``, then ``config``."""
     kw = inspect.Parameter.KEYWORD_ONLY
-    params = [
-        inspect.Parameter(
-            name, kw, default=None,
-            annotation=Annotated[Optional[typ], typer.Option(help=help_, rich_help_panel=_PANEL)],  # noqa: UP045
-        )
-        for name, typ, help_ in FLAGS
-    ]  # fmt: skip
-    params.insert(7, inspect.Parameter(
-        "dynamics", kw, default=None,
-        annotation=Annotated[Optional[str], typer.Option(  # noqa: UP045
-            help="comma-separated: gd,self_consistent,lazy,balanced", rich_help_panel=_PANEL)],
-    ))  # fmt: skip
+    params = []
+    for name, info in model.model_fields.items():
+        typ = numeric_type(info.annotation) or str
+        option = typer.Option(help=flag_help(info), rich_help_panel=_PANEL, show_default=False)
+        annotation = Annotated[Optional[typ], option]  # type: ignore[valid-type]  # noqa: UP045
+        params.append(inspect.Parameter(name, kw, default=None, annotation=annotation))
     params.append(inspect.Parameter(
         "config", kw, default=None,
         annotation=Annotated[Optional[Path], typer.Option(  # noqa: UP045
@@ -64,11 +59,14 @@ def _parameters() -> list[inspect.Parameter]:
     return params
 
 
-REQUEST_PARAMETERS: list[inspect.Parameter] = _parameters()
+#: the request fields that have a flag (every one)
+FIELDS: tuple[str, ...] = tuple(SimulationRequest.model_fields)
+_LIST_FIELDS = frozenset(name for name, info in SimulationRequest.model_fields.items() if _is_list(info))
+REQUEST_PARAMETERS: list[inspect.Parameter] = request_parameters()
 
 
-def request_fields(config: Path | None, dynamics: str | None, **flags: Any) -> dict[str, Any]:
-    """Merge ``--config request.json`` with the flags given (flags win); ``dynamics`` is comma-separated."""
+def request_fields(config: Path | None, **flags: Any) -> dict[str, Any]:
+    """Merge ``--config request.json`` with the flags given (flags win); a list field is comma-separated."""
     data: dict[str, Any] = {}
     if config is not None:
         try:
@@ -78,14 +76,12 @@ def request_fields(config: Path | None, dynamics: str | None, **flags: Any) -> d
         if not isinstance(data, dict):
             raise typer.BadParameter(f"{config} must hold a JSON object", param_hint="--config")
     for name, value in flags.items():
-        if value is not None:
-            data[name] = value
-            # giving one form of a quantity on the command line replaces the other form from the config
-            other = {"gamma_sigma2": "sigma2", "sigma2": "gamma_sigma2", "gamma_w": "width", "width": "gamma_w"}
-            if name in other and flags.get(other[name]) is None:
-                data.pop(other[name], None)
-    if dynamics is not None:
-        data["dynamics"] = [x.strip() for x in dynamics.split(",") if x.strip()]
+        if value is None:
+            continue
+        data[name] = [x.strip() for x in value.split(",") if x.strip()] if name in _LIST_FIELDS else value
+        # giving one form of a quantity on the command line replaces the other form from the config
+        if name in OTHER_FORM and flags.get(OTHER_FORM[name]) is None:
+            data.pop(OTHER_FORM[name], None)
     return data
 
 

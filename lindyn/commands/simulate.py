@@ -8,21 +8,20 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from dynamics.result import SUMMARY_COLUMNS
 from lindyn.commands.request_options import with_request_options
 from lindyn.commands.tables import print_table
 
 
 def validate_or_exit(data: dict[str, Any]) -> Any:
     """A SimulationRequest, or a message per bad field on stderr and exit code 2."""
-    from pydantic import ValidationError
-
-    from dynamics.request import SimulationRequest, error_details
+    from dynamics.request import InvalidRequest, parse_request
 
     try:
-        return SimulationRequest.model_validate(data)
-    except ValidationError as exc:
-        for e in error_details(exc):
-            typer.echo(f"error: {e['field'] or 'request'}: {e['msg']}", err=True)
+        return parse_request(data)
+    except InvalidRequest as exc:
+        for p in exc.problems:
+            typer.echo(f"error: {p.field or 'request'}: {p.reason}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -84,8 +83,7 @@ def _print_human(summary: dict[str, Any]) -> None:
         f"threshold sigma^2 w={summary['threshold']:.4g} lr={summary['lr']:.4g} "
         f"regime={reg['regime']} backend={summary['backend']}"
     )
-    cols = ("min_test_error", "min_test_error_step", "stable_rank_at_min", "rank_at_min",
-            "final_train_error", "final_test_error", "steps_run", "stop_reason")  # fmt: skip
+    cols = SUMMARY_COLUMNS
     print_table(["dynamics", *cols], [[name, *(_fmt(s[c]) for c in cols)] for name, s in summary["summaries"].items()])
     comp = summary.get("comparison")
     if comp:

@@ -6,41 +6,33 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from sqlalchemy.orm import joinedload
 
-from dynamics import SimulationRequest
-from dynamics.request import DynamicsName, error_details
+from dynamics.request import DynamicsName, InvalidRequest, parse_request
 from models import Run, RunStatus, RunTag
 from models import queries
 from models.runs import cancel_run, fail_run, find_reusable_run, new_run
+from service import errors
 from service.deps import QueueDep, SessionDep, SessionmakerDep, SettingsDep, get_or_404
 from service.exports import ExportFormat, export_format, export_response
 from service.figures import run_figure_of
 from service.plots import MEDIA_TYPES, ImageFormat
 from service.schemas.run_filters import RunFilters, query_of
-from service.schemas.runs import RunBrief, RunCreated, RunLabels, RunPage, RunRead
+from service.schemas.runs import RunBrief, RunCreated, RunPage, RunRead, RunSubmission
 from service.trajectory import trajectory_export
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
-_REQUEST_SCHEMA = SimulationRequest.model_json_schema()
-_LABELS_SCHEMA = RunLabels.model_json_schema()
-#: the body of POST /v1/runs: the request's fields, plus the optional labels name and tags
-_SUBMIT_SCHEMA: dict[str, Any] = {
-    **_REQUEST_SCHEMA,
-    "title": "RunSubmission",
-    "description": "A SimulationRequest, with the optional labels `name` and `tags` next to its fields",
-    "properties": {**_REQUEST_SCHEMA["properties"], **_LABELS_SCHEMA["properties"]},
-}
 _REQUEST_EXAMPLE = {"d": 100, "rank": 5, "gamma_sigma2": -1.85, "gamma_w": 2.25, "steps": 100,
                     "dynamics": ["gd", "self_consistent"]}  # fmt: skip
+#: the body of POST /v1/runs is parsed by submission() (with the configured limits), so it is described here
 _REQUEST_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
             "application/json": {
-                "schema": _SUBMIT_SCHEMA,
+                "schema": RunSubmission.model_json_schema(),
                 "example": _REQUEST_EXAMPLE,
                 "examples": {
                     "figure1": {"summary": "GD vs self-consistent, active regime", "value": _REQUEST_EXAMPLE},
@@ -54,43 +46,19 @@ _REQUEST_BODY: dict[str, Any] = {
         },
     }
 }
-LABEL_FIELDS = ("name", "tags")
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no run with this id"}}
 
 
-async def _json_body(request: Request) -> Any:
+async def submission(request: Request, settings: SettingsDep) -> RunSubmission:
+    """The body, parsed once as a RunSubmission with the configured limits; 422 naming each bad field."""
     try:
-        return json.loads(await request.body())
+        data = json.loads(await request.body())
     except ValueError as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [{"loc": ["body"], "field": None, "msg": f"body is not valid JSON: {exc}", "type": "json_invalid"}],
-        ) from exc
-
-
-async def run_labels(request: Request) -> RunLabels:
-    """The optional ``name`` and ``tags`` next to the request's fields; 422 naming a bad one."""
-    data = await _json_body(request)
-    if not isinstance(data, dict):
-        return RunLabels(name=None)
+        raise errors.unprocessable([errors.invalid_json(f"body is not valid JSON: {exc}")]) from exc
     try:
-        return RunLabels.model_validate({k: data[k] for k in LABEL_FIELDS if k in data})
-    except ValidationError as exc:
-        details = [{**e, "loc": ["body", *e["loc"]]} for e in error_details(exc)]
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, details) from exc
-
-
-async def simulation_request(request: Request, settings: SettingsDep) -> SimulationRequest:
-    """The body (less the labels name and tags), validated with the configured limits; 422 naming each bad
-    field."""
-    data = await _json_body(request)
-    if isinstance(data, dict):
-        data = {k: v for k, v in data.items() if k not in LABEL_FIELDS}
-    try:
-        return SimulationRequest.model_validate(data, context={"limits": settings.limits})
-    except ValidationError as exc:
-        details = [{**e, "loc": ["body", *e["loc"]]} for e in error_details(exc)]
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, details) from exc
+        return parse_request(data, settings.limits, RunSubmission)
+    except InvalidRequest as exc:
+        raise errors.unprocessable(errors.problem_errors(exc.problems, "body")) from exc
 
 
 #: a run is read with its summaries and tags in one query (a join: a few rows), not three
@@ -117,8 +85,7 @@ RunDep = Annotated[Run, Depends(run_or_404)]
     },
 )
 def submit_run(
-    sim: Annotated[SimulationRequest, Depends(simulation_request)],
-    labels: Annotated[RunLabels, Depends(run_labels)],
+    body: Annotated[RunSubmission, Depends(submission)],
     session: SessionDep,
     queue: QueueDep,
     response: Response,
@@ -128,14 +95,15 @@ def submit_run(
 
     The body is a SimulationRequest; `name` and `tags` may be given next to its fields to label the run.
     Labels are not part of the run's identity: a resubmission answered by an earlier run keeps its labels."""
+    sim = body.simulation_request()
     existing = None if force else find_reusable_run(session, sim.cache_key())
     if existing is not None:
         response.status_code = status.HTTP_200_OK
         run = existing
     else:
         run = new_run(sim)
-        run.name = labels.name
-        run.tag_rows = [RunTag(key=k, value=v) for k, v in sorted(labels.tags.items())]
+        run.name = body.name
+        run.tag_rows = [RunTag(key=k, value=v) for k, v in sorted(body.tags.items())]
         session.add(run)
         session.commit()
         try:
@@ -143,7 +111,7 @@ def submit_run(
         except Exception as exc:  # the broker is down: the run can never start
             fail_run(session, run.id, f"could not enqueue: {type(exc).__name__}: {exc}")
             session.commit()
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"job queue unreachable: {exc}") from exc
+            raise errors.queue_unreachable(exc) from exc
     response.headers["Location"] = f"/v1/runs/{run.id}"
     return RunCreated(id=run.id, status=RunStatus(run.status))
 
@@ -159,20 +127,17 @@ def list_runs(session: SessionDep, filters: Annotated[RunFilters, Query()]) -> R
     Filters: `status` (repeatable), `sweep_id`, `name`, `tag` (key=value or key, repeatable), `regime`,
     `dynamics`, each indexed parameter (`d`, `rank`, `gamma_sigma2`, `gamma_w`, `sigma2`, `width`) exactly or
     as a range (`gamma_w_min`, `gamma_w_max`, ...), the summary metrics of `dynamics` as ranges
-    (`min_test_error_max=0.1&dynamics=gd`), `created_after` / `created_before`. Page on with `cursor` =
+    (`<metric>_max=0.1&dynamics=gd`), `created_after` / `created_before`. Page on with `cursor` =
     the previous page's `next_cursor` (null on the last page)."""
-    q, errors = query_of(filters)
-    if errors:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, errors)
+    q, faults = query_of(filters)
+    if faults:
+        raise errors.unprocessable(faults)
     assert isinstance(filters, BaseModel)
     limit, offset, cursor = filters.limit, filters.offset, filters.cursor  # type: ignore[attr-defined]
     try:
         runs, next_cursor = queries.page(session, q, limit=limit, cursor=cursor, offset=offset)
     except queries.BadCursor as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [{"loc": ["query", "cursor"], "field": "cursor", "msg": str(exc), "type": "value_error"}],
-        ) from exc
+        raise errors.invalid("query", "cursor", str(exc)) from exc
     return RunPage(
         items=[RunBrief.of(r) for r in runs], total=queries.count(session, q), limit=limit,
         offset=offset, next_cursor=next_cursor,
@@ -217,11 +182,8 @@ def read_trajectory(
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run.id} is {run.status}: it has no trajectory")
     missing = [name for name in dynamics or [] if name not in run.dynamics_list]
     if missing:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [{"loc": ["query", "dynamics"], "field": "dynamics", "type": "value_error",
-              "msg": f"run {run.id} did not run {', '.join(missing)} (it ran {', '.join(run.dynamics_list)})"}],
-        )
+        ran = ", ".join(run.dynamics_list)
+        raise errors.invalid("query", "dynamics", f"run {run.id} did not run {', '.join(missing)} (it ran {ran})")
     export = trajectory_export(factory, session, run, dynamics, spectrum=spectrum, fmt=fmt)
     return export_response(export, fmt)
 

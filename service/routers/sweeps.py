@@ -7,9 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 
 from dynamics.request import DynamicsName
+from dynamics.result import DEFAULT_METRIC, FIGURE2_METRICS
 from models import Sweep, queries
 from models.runs import fail_runs
 from models.sweeps import cancel_sweep, create_sweep, sweep_runs, sweep_states
+from service import errors
 from service.deps import QueueDep, SessionDep, SettingsDep, get_or_404
 from service.exports import Export, ExportFormat, export_format, export_response
 from service.figures import FigureError, sweep_phase_diagram
@@ -27,7 +29,7 @@ def sweep_grid(body: SweepCreate, settings: SettingsDep) -> tuple[SweepCreate, G
     try:
         return body, expand(body, settings.limits, settings.max_grid_points)
     except GridError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.details) from exc
+        raise errors.unprocessable(exc.details) from exc
 
 
 def sweep_or_404(sweep_id: str, session: SessionDep) -> Sweep:
@@ -71,7 +73,7 @@ def submit_sweep(
             unsent = [run_id for _, chunk in tasks[sent:] for run_id in chunk]
             fail_runs(session, unsent, f"could not enqueue: {type(exc).__name__}: {exc}")
             session.commit()
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"job queue unreachable: {exc}") from exc
+            raise errors.queue_unreachable(exc) from exc
     response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
     return SweepCreated(id=sweep.id, total=sweep.total, tasks=len(tasks))
 
@@ -85,9 +87,9 @@ def list_sweeps(session: SessionDep, filters: Annotated[SweepFilters, Query()]) 
     """Sweeps matching every filter given, newest first, a page at a time (`limit`, `offset`).
 
     Filters: `name`, `tag` (key=value or key, repeatable)."""
-    tags, errors = parse_tag_filters(filters.tag)
-    if errors:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, errors)
+    tags, faults = parse_tag_filters(filters.tag)
+    if faults:
+        raise errors.unprocessable(faults)
     sweeps, total = queries.sweep_page(session, name=filters.name, tags=tags, limit=filters.limit,
                                        offset=filters.offset)  # fmt: skip
     states = sweep_states(session, [s.id for s in sweeps])
@@ -158,10 +160,9 @@ def read_phase_diagram(
     session: SessionDep,
     metric: Annotated[
         str,
-        Query(description="a summary metric (min_test_error, stable_rank_at_min, min_test_error_step, "
-              "log_max_distance, ...; with or without a `<dynamics>.` prefix) or figure2 for the paper's four "
-              "panels"),
-    ] = "min_test_error",
+        Query(description=f"a summary metric ({', '.join(FIGURE2_METRICS)}, ...; with or without a "
+              "`<dynamics>.` prefix) or figure2 for the paper's four panels"),
+    ] = DEFAULT_METRIC,
     dynamics: Annotated[DynamicsName, Query(description="the dynamics of an unprefixed metric")] = "gd",
     format: Annotated[ImageFormat, Query(description="png or svg")] = "png",  # noqa: A002
 ) -> Response:
@@ -169,10 +170,6 @@ def read_phase_diagram(
     try:
         image = sweep_phase_diagram(sweep, sweep_runs(session, sweep.id), metric, format, dynamics=dynamics)
     except FigureError as exc:
-        where = "path" if exc.field == "sweep_id" else "query"
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [{"loc": [where, exc.field], "field": exc.field, "msg": str(exc), "type": "value_error"}],
-        ) from exc
+        raise errors.invalid("path" if exc.field == "sweep_id" else "query", exc.field, str(exc)) from exc
     return Response(image, media_type=MEDIA_TYPES[format],
                     headers={"Content-Disposition": f'inline; filename="phase-diagram-{sweep.id}.{format}"'})

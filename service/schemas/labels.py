@@ -9,6 +9,7 @@ from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
 from models.tables import NAME_LENGTH, TAG_KEY_LENGTH, TAG_VALUE_LENGTH
+from service.errors import field_error
 
 
 def check_text(text: str) -> str:
@@ -71,7 +72,6 @@ def parse_tag_filters(values: list[str] | None) -> tuple[dict[str, str | None], 
     for t in values or []:
         key, sep, value = t.partition("=")
         if not key:
-            errors.append({"loc": ["query", "tag"], "field": "tag", "msg": f"{t!r}: expected key=value or key",
-                           "type": "value_error"})  # fmt: skip
+            errors.append(field_error(["query", "tag"], "tag", f"{t!r}: expected key=value or key"))
         tags[key] = value if sep else None
     return tags, errors

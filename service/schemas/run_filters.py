@@ -4,21 +4,20 @@ unknown one is a 422 that names it (the model forbids extra parameters)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from dynamics.request import DynamicsName
+from dynamics.request import NUMERIC_FIELDS, DynamicsName
+from dynamics.result import RANGE_METRICS, Quantity
 from models import RunStatus
 from models.queries import DEFAULT_SORT, RUN_RANGES, SORTS, SUMMARY_RANGES, RunQuery
+from service.errors import field_error
 from service.schemas.labels import Text, name_filter, parse_tag_filters, tag_filter
 
 MAX_PAGE = 500
-
-_PARAM_TYPES: dict[str, type] = {"d": int, "rank": int, "width": int, "gamma_sigma2": float, "gamma_w": float,
-                                 "sigma2": float}
-_METRIC_TYPES: dict[str, type] = {"min_test_error_step": int, "rank_at_min": int, "steps_run": int}
 
 SortName = Literal[SORTS]  # type: ignore[valid-type]
 
@@ -32,7 +31,7 @@ class _RunFiltersBase(BaseModel):
     sort: SortName = Field(  # type: ignore[valid-type]
         DEFAULT_SORT,
         description="sort key, '-' for descending; ties are broken by id, rows with no value come last. "
-        "A summary metric (min_test_error, ...) sorts by that metric of `dynamics`",
+        f"A summary metric ({SUMMARY_RANGES[0]}, ...) sorts by that metric of `dynamics`",
     )
     status: list[RunStatus] | None = Field(None, description="only these statuses (repeatable)")
     sweep_id: uuid.UUID | None = Field(None, description="only the runs of this sweep")
@@ -46,22 +45,25 @@ class _RunFiltersBase(BaseModel):
     created_before: datetime | None = Field(None, description="created before (ISO 8601)")
 
 
-def _range_fields() -> dict[str, Any]:
+def run_filters_model(
+    params: Sequence[str] = RUN_RANGES, metrics: Sequence[Quantity] = RANGE_METRICS
+) -> type[BaseModel]:
+    """The filters: each indexed request parameter exactly and as a range (``<name>``, ``<name>_min``,
+    ``<name>_max``, typed as the request's field), each summary metric of `dynamics` as a range."""
     fields: dict[str, Any] = {}
-    for name, typ in _PARAM_TYPES.items():
+    for name in params:
+        typ = NUMERIC_FIELDS[name]
         fields[name] = (typ | None, Field(None, description=f"{name} equal to this"))
         fields[f"{name}_min"] = (typ | None, Field(None, description=f"{name} >= this"))
         fields[f"{name}_max"] = (typ | None, Field(None, description=f"{name} <= this"))
-    for name in SUMMARY_RANGES:
-        typ = _METRIC_TYPES.get(name, float)
-        fields[f"{name}_min"] = (typ | None, Field(None, description=f"{name} of `dynamics` >= this"))
-        fields[f"{name}_max"] = (typ | None, Field(None, description=f"{name} of `dynamics` <= this"))
-    return fields
+    for q in metrics:
+        what = f"{q.name} ({q.title}) of `dynamics`"
+        fields[f"{q.name}_min"] = (q.type | None, Field(None, description=f"{what} >= this"))
+        fields[f"{q.name}_max"] = (q.type | None, Field(None, description=f"{what} <= this"))
+    return create_model("RunFilters", __base__=_RunFiltersBase, **fields)
 
 
-assert set(_PARAM_TYPES) == set(RUN_RANGES)
-
-RunFilters = create_model("RunFilters", __base__=_RunFiltersBase, **_range_fields())
+RunFilters = run_filters_model()
 
 FILTER_NAMES: tuple[str, ...] = tuple(RunFilters.model_fields)
 
@@ -72,7 +74,7 @@ def query_of(filters: BaseModel) -> tuple[RunQuery, list[dict[str, Any]]]:
     tags, errors = parse_tag_filters(f["tag"])
 
     def error(name: str, msg: str) -> None:
-        errors.append({"loc": ["query", name], "field": name, "msg": msg, "type": "value_error"})
+        errors.append(field_error(["query", name], name, msg))
 
     equals = {n: f[n] for n in RUN_RANGES if f[n] is not None}
     ranges: dict[str, tuple[Any, Any]] = {}

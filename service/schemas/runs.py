@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
+from dynamics import COMPARISON_METRICS, SUMMARY_METRICS, Quantity, SimulationRequest
 from models import Run, RunStatus
 from service.schemas.labels import Name, Tags
 
@@ -23,25 +25,29 @@ class RunCreated(BaseModel):
     status: RunStatus
 
 
-class Summary(BaseModel):
-    """dynamics.Summary of one dynamics (non-finite values as null)."""
-
-    min_test_error: float | None
-    min_test_error_step: int
-    stable_rank_at_min: float | None
-    rank_at_min: int
-    final_train_error: float | None
-    final_test_error: float | None
-    steps_run: int
-    stop_reason: str
-    diverged_step: int | None = None
+def metrics_model(name: str, doc: str, metrics: Sequence[Quantity]) -> type[BaseModel]:
+    """A response model with a field per catalogued metric, described by its title and unit. A float may be
+    null (non-finite values are); a metric a run may lack is null by default."""
+    fields: dict[str, Any] = {}
+    for q in metrics:
+        if q.optional:
+            fields[q.name] = (q.type | None, Field(None, description=q.label))
+        else:
+            fields[q.name] = (float | None if q.type is float else q.type, Field(description=q.label))
+    return create_model(name, __doc__=doc, **fields)
 
 
-class Comparison(BaseModel):
-    """GD vs self-consistent: maximum over the run of (1/d^2) ||A_GD - A_SC||_F^2, and its natural log."""
+def summary_model(metrics: Sequence[Quantity] = SUMMARY_METRICS) -> type[BaseModel]:
+    """The summary of one dynamics: a field per summary metric."""
+    return metrics_model("Summary", "dynamics.Summary of one dynamics (non-finite values as null).", metrics)
 
-    max_distance: float | None
-    log_max_distance: float | None
+
+Summary = summary_model()
+Comparison = metrics_model(
+    "Comparison",
+    "GD vs self-consistent: maximum over the run of (1/d^2) ||A_GD - A_SC||_F^2, and its natural log.",
+    COMPARISON_METRICS,
+)
 
 
 class Regime(BaseModel):
@@ -87,8 +93,8 @@ class RunRead(RunBrief):
     timings: dict[str, float] | None
     backend: str | None = Field(description="the array backend that ran it (numpy or cupy)")
     device: str | None
-    summaries: dict[str, Summary]
-    comparison: Comparison | None
+    summaries: dict[str, Summary]  # type: ignore[valid-type]
+    comparison: Comparison | None  # type: ignore[valid-type]
     error: str | None
 
     @classmethod
@@ -97,9 +103,7 @@ class RunRead(RunBrief):
                   "backend", "device", "error")
         comparison = None
         if run.has_comparison:
-            comparison = Comparison(
-                max_distance=finite_or_none(run.max_distance), log_max_distance=finite_or_none(run.log_max_distance)
-            )
+            comparison = Comparison(**{q.name: finite_or_none(getattr(run, q.name)) for q in COMPARISON_METRICS})
         return cls(
             **_brief_fields(run),
             **{name: getattr(run, name) for name in copied},
@@ -134,12 +138,17 @@ class RunPage(BaseModel):
     next_cursor: str | None = Field(None, description="pass as cursor= for the next page; null on the last page")
 
 
-class RunLabels(BaseModel):
-    """Optional labels of a submission, given next to the request's fields in the same body; not part of the
-    run's identity (a resubmission answered by an earlier run returns that run, with its own labels)."""
+class RunSubmission(SimulationRequest):
+    """The body of POST /v1/runs: a SimulationRequest, with the optional labels `name` and `tags` next to its
+    fields. The labels are not part of the run's identity (a resubmission answered by an earlier run returns
+    that run, with its own labels)."""
 
     name: Name | None = Field(None, description="a name to find the run by")
     tags: Tags = Field(default_factory=dict)
+
+    def simulation_request(self) -> SimulationRequest:
+        """The request without its labels (validated already: not validated again)."""
+        return SimulationRequest.model_construct(**{k: getattr(self, k) for k in SimulationRequest.model_fields})
 
 
 def finite_or_none(v: Any) -> Any:

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from dynamics.request import Limits, SimulationRequest, error_details, regime
+from dynamics.request import InvalidRequest, Limits, SimulationRequest, regime
 
 GOOD = dict(d=20, rank=3, gamma_sigma2=-1.5, gamma_w=2.0)
 
@@ -17,7 +17,7 @@ def errors_of(limits: Limits | None = None, **kw) -> list[dict]:  # type: ignore
     data = {k: v for k, v in data.items() if v is not ...}
     with pytest.raises(ValidationError) as info:
         SimulationRequest.model_validate(data, context={"limits": limits} if limits else None)
-    return error_details(info.value)
+    return [{"field": p.field, "msg": p.reason} for p in InvalidRequest.of(info.value).problems]
 
 
 @pytest.mark.parametrize(
@@ -101,8 +101,8 @@ def test_validation_never_crashes(d, rank, gs, gw, width, steps, init) -> None: 
     try:
         r = SimulationRequest.model_validate(data)
     except ValidationError as exc:
-        for e in error_details(exc):
-            assert e["msg"]
+        for p in InvalidRequest.of(exc).problems:
+            assert p.reason and p.field
         return
     assert 2 <= r.d and 1 <= r.rank <= r.d and r.width >= 1 and r.sigma2 > 0
     assert math.isfinite(r.threshold)
