@@ -140,6 +140,12 @@ CASES: list[tuple[str, list[float], list[float], int, str | None]] = [
     ("train 1.001e-3", [1.0, 1.001e-3], [1.0, 0.9], 1, None),
     ("train 0.999e-3 at i=5", [1.0, 0.8, 0.6, 0.4, 0.2, 0.999e-3], FALLING_TEST, 5, "train_converged"),
     ("train 1.001e-3 at i=5", [1.0, 0.8, 0.6, 0.4, 0.2, 1.001e-3], FALLING_TEST, 5, None),
+    # every comparison is strict: a value exactly at a threshold does not stop (0.02 - 0.01 is exactly 0.01
+    # in binary; no two train errors above 1e-3 differ by exactly the double 2e-4)
+    ("train exactly 1e-3", [1.0, 1e-3], [1.0, 0.9], 1, None),
+    ("equal last two tests", FALLING_TRAIN[:5], [1.0, 0.9, 0.5, 0.6, 0.6], 4, None),
+    ("drop exactly 1e-2", [0.02, 0.019, 0.015, 0.0101, 0.01], FALLING_TEST[:5], 4, None),
+    ("drop just over 1e-2", [0.02 + 1e-12, 0.019, 0.015, 0.0101, 0.01], FALLING_TEST[:5], 4, "plateau"),
     # convergence wins over a rise on the same step
     ("converged and rising", [1.0, 0.8, 0.6, 0.4, 0.5e-3], [1.0, 0.9, 0.5, 0.6, 0.7], 4, "train_converged"),
 ]
@@ -152,6 +158,39 @@ def test_paper_rules_at_their_boundaries(case: str, train: list, test: list, i: 
     assert stop_reason(train, test, i, 100, "paper") == want
     assert stop_reason(train, test, i, 100, "none") is None  # the rules are off
     assert stop_reason(train, test, i, i, "none") == "max_steps"
+
+
+def test_divergence_is_strictly_above_the_blowup() -> None:
+    """diverged: a non-finite error, or a train error strictly above ``blowup``; before the paper's rules."""
+    for train, test, want in [
+        ([1.0, 5.0], [1.0, 1.0], None),
+        ([1.0, 5.0 + 1e-9], [1.0, 1.0], "diverged"),
+        ([1.0, 0.5], [1.0, math.inf], "diverged"),
+        ([1.0, math.nan], [1.0, 0.5], "diverged"),
+        ([1.0, 1e-4], [1.0, math.nan], "diverged"),  # not train_converged
+    ]:
+        assert stop_reason(train, test, 1, 10, "paper", blowup=5.0) == want, (train, test)
+        codes = stop_codes(np.array([train]), np.array([test]), 1, np.array([10]), np.array([True]), blowup=5.0)
+        assert CODES[codes[0]] == want, (train, test)
+
+
+def test_a_step_given_half_a_decomposition_makes_its_own() -> None:
+    """The steps reuse (s^2, V) of A^T A only when both are given; with one of them (or a stale one) missing
+    they decompose A themselves: the same step as with nothing given."""
+    from dynamics.steps import balanced_step, gram_eigh, self_consistent_step
+
+    rng = np.random.default_rng(1)
+    A, Y = rng.standard_normal((1, 5, 5)), rng.standard_normal((1, 5, 5))
+    eta, c = np.full((1, 1, 1), 0.05), np.full((1, 1, 1), 0.3)
+    s2, V = gram_eigh(np, A)
+    wrong_s2, wrong_V = s2 * 4.0, V[..., ::-1]
+    want_sc = self_consistent_step(np, A, A - Y, eta, c)
+    want_bal = balanced_step(np, A, A - Y, eta)
+    np.testing.assert_allclose(self_consistent_step(np, A, A - Y, eta, c, s2, V), want_sc, rtol=1e-12)
+    for half in ({"s2": wrong_s2}, {"V": wrong_V}):
+        np.testing.assert_array_equal(self_consistent_step(np, A, A - Y, eta, c, **half), want_sc)
+        np.testing.assert_array_equal(balanced_step(np, A, A - Y, eta, **half), want_bal)
+    assert not np.allclose(self_consistent_step(np, A, A - Y, eta, c, wrong_s2, V), want_sc)  # both: reused
 
 
 def test_vectorised_rules_at_their_boundaries() -> None:
