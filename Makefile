@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench migrate clean
+.PHONY: install run test test-fast bench migrate clean mutation
 
 install: $(STAMP)
 
@@ -27,8 +27,15 @@ bench: install
 	$(BIN)/python -m bench.gd_speed
 	$(BIN)/python -m bench.self_consistent_speed
 
+# mutation testing (slow: minutes to hours; not in CI): mutmut over pyproject's [tool.mutmut] paths, then the score
+MUTATION_CHILDREN ?= 2
+mutation: install
+	rm -rf mutants
+	nice $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) || true
+	$(BIN)/python -m tests.mutation_score
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache mutants
 
 migrate: install
 	$(BIN)/lindyn migrate

@@ -50,11 +50,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # unacked set and is delivered again once it is older than the visibility timeout. Keep it above the
         # stale limit: a copy of a run that is still running (its heartbeat fresh) is skipped (claim_run).
         # The restore sweep runs every few seconds so a short timeout (tests) takes effect promptly.
+        # Its lock expires after one such interval: a worker killed during a sweep (it takes milliseconds)
+        # leaves the lock behind, and kombu's default of 300 s held back every redelivery that long. Two
+        # sweeps at once are harmless: each message is restored once (a WATCH transaction on the unacked hash).
         vt = settings.visibility_timeout_s
+        interval = max(1, min(10, vt // 5))
         conf["broker_transport_options"] = {
             "visibility_timeout": vt,
-            "unacked_restore_interval": max(1, min(10, vt // 5)),
+            "unacked_restore_interval": interval,
             "unacked_restore_throttle": 1,
+            "unacked_mutex_expire": interval,
         }
     if settings.embedded:
         # no server to broadcast through: no remote control, events or mingling

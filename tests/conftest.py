@@ -1,7 +1,8 @@
-"""Shared fixtures: databases (SQLite files, fresh PostgreSQL databases), Redis URLs, settings.
+"""Shared fixtures: databases (SQLite files, fresh PostgreSQL databases), settings.
 
-PostgreSQL and Redis are the machine's real servers (LINDYN_TEST_POSTGRES_URL, LINDYN_TEST_REDIS_URL).
-When one is unreachable its tests skip locally and FAIL in CI (CI=true).
+PostgreSQL is the machine's real server (LINDYN_TEST_POSTGRES_URL), each test on a database of its own; a test
+that needs Redis starts a redis-server of its own (tests/own_redis.py), so no test shares or flushes another's
+queues. When a server is unreachable its tests skip locally and FAIL in CI (CI=true).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -22,10 +22,6 @@ import migrations
 
 CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_URL = os.environ.get("LINDYN_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("LINDYN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-#: Redis database numbers, one per test module that uses Redis, so modules never share queues
-REDIS_DB = {"service": 11, "workers": 12, "e2e": 13, "e2e_sweeps": 14}
 
 
 def unavailable(what: str, exc: BaseException) -> None:
@@ -60,21 +56,6 @@ def fresh_postgres_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-def redis_url_for(purpose: str) -> str:
-    """The test Redis server with the database number reserved for ``purpose``, flushed; skip/fail if down."""
-    import redis
-
-    parts = urlsplit(REDIS_URL)
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{REDIS_DB[purpose]}", "", ""))
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=3)
-        client.flushdb()
-        client.close()
-    except Exception as exc:  # noqa: BLE001
-        unavailable(f"Redis at {url}", exc)
-    return url
 
 
 def sqlite_url(folder: Path) -> str:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import unavailable
-from tests.e2e.conftest import free_port, wait_for
+from tests.e2e.conftest import free_port
 
 
 class RedisServer:
@@ -25,25 +26,42 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        """Start the server and wait until it answers. redis-server cannot bind port 0, so its port was picked
+        free beforehand: if another process took it meanwhile, the first start tries another one (a restart
+        keeps its port, which the services were given)."""
+        first = self.proc is None
+        for _ in range(5):
+            if self._start_once():
+                return
+            if not first or "Address already in use" not in (self.folder / "redis.log").read_text(errors="replace"):
+                break
+            self.port = free_port()
+            self.url = f"redis://127.0.0.1:{self.port}/0"
+        pytest.fail(f"redis-server did not start on port {self.port}:\n{(self.folder / 'redis.log').read_text()}")
+
+    def _start_once(self) -> bool:
         import redis
 
         log = open(self.folder / "redis.log", "ab")  # noqa: SIM115 - closed below, the process keeps its copy
-        self.proc = subprocess.Popen(
+        self.proc = proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
              "--appendfsync", "always", "--dir", str(self.folder)],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
         client = redis.Redis(port=self.port, socket_connect_timeout=1)
-
-        def up() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.RedisError:
-                return False
-
-        wait_for(up, 20, f"redis-server on port {self.port}")
-        client.close()
+        deadline = time.monotonic() + 20
+        try:
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:  # this server, not another one that had the port already
+                    if client.info("server")["process_id"] == proc.pid:
+                        return True
+                except redis.RedisError:
+                    pass
+                time.sleep(0.1)
+            return False
+        finally:
+            client.close()
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -37,6 +37,7 @@ def test_environment_prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     # Redis: only the redelivery of unacknowledged tasks is configured (visibility timeout, default 1 h)
     assert celery_config(s)["broker_transport_options"] == {
         "visibility_timeout": 3600, "unacked_restore_interval": 10, "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": 10,
     }
     # a child process given Settings.environment() resolves the same settings
     for key, value in s.environment().items():

@@ -101,8 +101,10 @@ def test_validation_never_crashes(d, rank, gs, gw, width, steps, init) -> None: 
     try:
         r = SimulationRequest.model_validate(data)
     except ValidationError as exc:
+        # each problem names a field given here (None counts: its absence is the error), or sigma2, the threshold
+        # sigma^2 w derived from gamma_sigma2
         for p in InvalidRequest.of(exc).problems:
-            assert p.reason and p.field
+            assert p.reason and p.field in {*data, "sigma2"}, p
         return
     assert 2 <= r.d and 1 <= r.rank <= r.d and r.width >= 1 and r.sigma2 > 0
     assert math.isfinite(r.threshold)

@@ -1,14 +1,19 @@
-"""Real processes for the end-to-end tests: started on free ports, every wait bounded, always cleaned up."""
+"""Real processes for the end-to-end tests: started on free ports, every wait bounded, always cleaned up.
+
+A server listens on a port the system gives it (uvicorn on port 0 logs the port it got): no port is chosen
+first and bound later, which another process could take in between."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +24,55 @@ LINDYN = [sys.executable, "-m", "lindyn.cli"]
 
 
 def free_port() -> int:
+    """A port free a moment ago, for servers that cannot bind port 0 and say which they got (redis-server);
+    another process may take it before the server binds it: see tests/own_redis.py, which tries again."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
+@contextmanager
+def refused_port() -> Iterator[int]:
+    """A port where connections are refused while the block runs: bound by a socket that never listens, so no
+    other process can take it meanwhile."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
+
+
+_LISTENING = re.compile(r"Uvicorn running on https?://[^\s]+:(\d+) ")
+
+
+def listening_port(processes: Processes, name: str, timeout: float = 90) -> int:
+    """The port that the uvicorn of process ``name``, started with port 0, got from the system (from its log)."""
+
+    def port() -> int | None:
+        processes.assert_running()
+        found = _LISTENING.search(processes.log(name))
+        return int(found.group(1)) if found else None
+
+    return int(wait_for(port, timeout, f"{name} to listen"))
+
+
+def start_serve(processes: Processes, env: dict[str, str], *args: str, name: str = "serve") -> tuple[Api, Any]:
+    """``lindyn serve --port 0 ARGS``, waited for until /health answers 200; (its Api, its process)."""
+    proc = processes.start(name, [*LINDYN, "serve", "--port", "0", *args], env)
+    api = Api(f"http://127.0.0.1:{listening_port(processes, name)}", processes)
+    api.wait_healthy()
+    return api, proc
+
+
+#: one BLAS thread per process started here. These tests run beside other processes on a few cores, where a
+#: threaded eigendecomposition waits for cores that are busy: measured under a load of 18 on 2 cores, a
+#: self-consistent step at d = 60 took 135 ms with OpenBLAS's default threads and 6.4 ms with one, so a
+#: run of seconds took minutes and outlived the tests' waits (the "run stayed running" failures)
+ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def clean_env(**overrides: str) -> dict[str, str]:
-    """This environment without any LINDYN_ setting, plus ``overrides``."""
+    """This environment without any LINDYN_ setting, with one BLAS thread per process, plus ``overrides``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LINDYN_")}
+    env.update(ONE_BLAS_THREAD)
     env.update(overrides)
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -148,12 +194,11 @@ class Api:
 
 
 def start_api(processes: Processes, env: dict[str, str]) -> Api:
-    """uvicorn serving service.main:app on a free port, waited for until /health answers 200."""
-    port = free_port()
+    """uvicorn serving service.main:app on a port the system gives it, waited for until /health answers 200."""
     processes.start(
-        "api", [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port)], env
+        "api", [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", "0"], env
     )
-    api = Api(f"http://127.0.0.1:{port}", processes)
+    api = Api(f"http://127.0.0.1:{listening_port(processes, 'api')}", processes)
     api.wait_healthy()
     return api
 

@@ -17,7 +17,7 @@ import pytest
 from dynamics import SimulationRequest, simulate
 from tests.own_redis import RedisServer, own_redis  # noqa: F401 - a fixture
 from tests.e2e.conftest import (
-    LINDYN, Api, Processes, alive, children_of, clean_env, free_port, start_api, start_worker, wait_for,
+    LINDYN, Api, Processes, alive, children_of, clean_env, start_api, start_serve, start_worker, wait_for,
 )  # fmt: skip
 
 pytestmark = pytest.mark.e2e
@@ -108,11 +108,8 @@ def test_embedded_serve(processes: Processes, tmp_path: Path) -> None:
     """`lindyn serve` with nothing configured: SQLite file + filesystem broker under LINDYN_DATA_DIR."""
     data = tmp_path / "data"
     env = clean_env(LINDYN_DATA_DIR=str(data), LINDYN_PROGRESS_INTERVAL_S="0.2")
-    port = free_port()
-    serve = processes.start("serve", [*LINDYN, "serve", "--port", str(port)], env)
-    api = Api(f"http://127.0.0.1:{port}", processes)
-    api.wait_healthy()
-    assert f"http://127.0.0.1:{port}/docs" in processes.log("serve")
+    api, serve = start_serve(processes, env)
+    assert "docs: http://127.0.0.1:" in processes.log("serve")
     health = api.http.get("/health").json()
     assert health["database"]["detail"] == "sqlite" and health["broker"]["detail"] == "filesystem"
     assert (data / "lindyn.db").exists() and (data / "broker" / "queue").is_dir()
@@ -131,10 +128,7 @@ def test_serve_with_two_api_processes(processes: Processes, tmp_path: Path) -> N
     """`lindyn serve --api-processes 2`: two uvicorn workers share the port beside the Celery worker, a run
     submitted through them finishes, and SIGTERM to serve stops every one of them."""
     env = clean_env(LINDYN_DATA_DIR=str(tmp_path / "data"), LINDYN_PROGRESS_INTERVAL_S="0.2")
-    port = free_port()
-    serve = processes.start("serve", [*LINDYN, "serve", "--port", str(port), "--api-processes", "2"], env)
-    api = Api(f"http://127.0.0.1:{port}", processes)
-    api.wait_healthy()
+    api, serve = start_serve(processes, env, "--api-processes", "2")
 
     def cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()

@@ -1,4 +1,5 @@
-"""Sweeps end to end with real processes (an API and a Celery worker on PostgreSQL + Redis): a 3 x 3 grid
+"""Sweeps end to end with real processes (an API and a Celery worker on PostgreSQL and a Redis server of the
+test's own): a 3 x 3 grid
 runs to the end in chunked batch tasks and its table equals running each grid point alone; cancelling a
 sweep half-way keeps what finished and cancels the rest. And a small grid on the embedded default."""
 
@@ -13,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from dynamics import SimulationRequest, simulate
-from tests.conftest import redis_url_for
-from tests.e2e.conftest import LINDYN, Api, Processes, clean_env, free_port, start_api, start_worker, wait_for
+from tests.e2e.conftest import LINDYN, Api, Processes, clean_env, start_api, start_serve, start_worker, wait_for
+from tests.own_redis import RedisServer, own_redis  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.e2e
 
@@ -108,10 +109,12 @@ def cancel_half_way(api: Api) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.redis
-def test_sweeps_on_postgres_redis(postgres_url: str, processes: Processes, tmp_path: Path) -> None:
+def test_sweeps_on_postgres_redis(
+    postgres_url: str, own_redis: RedisServer, processes: Processes, tmp_path: Path  # noqa: F811
+) -> None:
     env = clean_env(
         LINDYN_DATABASE_URL=postgres_url,
-        LINDYN_BROKER_URL=redis_url_for("e2e_sweeps"),
+        LINDYN_BROKER_URL=own_redis.url,
         LINDYN_DATA_DIR=str(tmp_path / "data"),
         LINDYN_PROGRESS_INTERVAL_S="0",
         LINDYN_SWEEP_CHUNK_SIZE="4",
@@ -127,8 +130,5 @@ def test_sweeps_on_postgres_redis(postgres_url: str, processes: Processes, tmp_p
 def test_sweeps_on_the_embedded_default(processes: Processes, tmp_path: Path) -> None:
     """`lindyn serve` with nothing configured (SQLite file + filesystem broker): the same grid, in chunks of 6."""
     env = clean_env(LINDYN_DATA_DIR=str(tmp_path / "data"), LINDYN_PROGRESS_INTERVAL_S="0.2")
-    port = free_port()
-    processes.start("serve", [*LINDYN, "serve", "--port", str(port)], env)
-    api = Api(f"http://127.0.0.1:{port}", processes)
-    api.wait_healthy()
+    api, _ = start_serve(processes, env)
     run_grid_to_the_end(api, chunk_size=6)
