@@ -29,8 +29,9 @@ class Backend:
         return self.xp.asarray(a, dtype=dtype)
 
     def to_host(self, a: Any) -> np.ndarray:
-        """A NumPy copy of an array of this backend."""
-        return a.get() if self.name == "cupy" else np.asarray(a)
+        """A NumPy copy of an array of this backend (a device array's explicit ``.get()``: the only way a
+        runner's array leaves the device)."""
+        return np.asarray(a) if self.name == "numpy" else a.get()
 
 
 _NUMPY = Backend(np, "numpy", "cpu")
