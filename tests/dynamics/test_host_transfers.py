@@ -210,6 +210,23 @@ def test_transfers_per_step_are_bounded_independently_of_the_batch(strict: StepC
     assert strict.at_end() == n * PER_DYNAMICS_END
 
 
+def test_newton_schulz_roots_add_one_transfer_per_self_consistent_step(strict: StepCounts) -> None:
+    """roots="newton_schulz": the per-point iteration counts are one (B,) transfer per step (never one
+    per iteration); the rest as with eigh, and the same bits as NumPy's Newton-Schulz run."""
+    reqs = [_req(seed=s, stopping="none", steps=12, record_every=100, spectrum_every=0) for s in range(5)]
+    res = simulate_batch(reqs, roots="newton_schulz")
+    n = len(ALL)
+    for i, count in strict.per_step().items():
+        # records at 0; at the last step every point stops: records and spectra
+        events = {0: n * 4, 12: n * 5}.get(i, 0)
+        assert count == n * PER_DYNAMICS_EVERY_STEP + DISTANCE + (1 if i < 12 else 0) + events, (i, count)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sim, "resolve_backend", _numpy_backend)
+        ref = simulate_batch(reqs, roots="newton_schulz")
+    for a, b in zip(res, ref, strict=True):
+        _identical(a, b)
+
+
 def test_transfers_per_step_bound_with_points_stopping_at_different_steps(strict: StepCounts) -> None:
     """The mixed grid (24 points: four copies of the six, different seeds): no step exceeds the bound,
     which does not depend on the batch size."""
