@@ -27,18 +27,11 @@ from typing import Any
 
 import httpx
 
+from bench.load import free_port
 from lindyn.commands.reproduce import figure2_request
 from models.jobs import queue_for
 
 LINDYN = [sys.executable, "-m", "lindyn.cli"]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_healthy(url: str, procs: list[subprocess.Popen[bytes]], timeout: float) -> float:
@@ -94,7 +87,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LINDYN_")}
         env.update(LINDYN_DATA_DIR=str(Path(tmp.name) / "data"), PYTHONUNBUFFERED="1", LINDYN_PROGRESS_INTERVAL_S="2")
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         t0 = time.perf_counter()
         # the API first: it migrates the database and makes the broker's folders
