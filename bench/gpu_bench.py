@@ -3,8 +3,8 @@
     python -m bench.gpu_bench --out DIR [--backend auto|cupy|numpy] [--small] [--budget-s 270]
 
 Parts (run in the order env, gd_flops, dense_reference, self_consistent_step, fig1, fig2_gd_only, fig2,
-fig2_newton_schulz, projection, decision; each bounded in time; results are written after every part, so a run cut short still leaves
-what it measured):
+fig2_newton_schulz, projection, decision; each bounded in time; results are written after every part, so a
+run cut short still leaves what it measured):
 
   env          device, versions, a large DGEMM (the practical float64 ceiling)
   gd_flops     (d) achieved FLOP/s of the batched reduced GD step: 900 points x 20 steps at d = 200,
