@@ -3,8 +3,8 @@
     python -m bench.gpu_bench --out DIR [--backend auto|cupy|numpy] [--small] [--budget-s 270]
 
 Parts (run in the order env, gd_flops, dense_reference, self_consistent_step, fig1, fig2_gd_only, fig2,
-projection; each bounded in time; results are written after every part, so a run cut short still leaves
-what it measured):
+fig2_newton_schulz, projection, decision; each bounded in time; results are written after every part, so a
+run cut short still leaves what it measured):
 
   env          device, versions, a large DGEMM (the practical float64 ceiling)
   gd_flops     (d) achieved FLOP/s of the batched reduced GD step: 900 points x 20 steps at d = 200,
@@ -21,14 +21,18 @@ what it measured):
                steps, GD + self-consistent; as the figure needs (metrics and spectrum every step) and
                errors only. Goal < 5 s
   fig2         (a) Figure 2: d = 200, 30 x 30 grid, GD + self-consistent, lr_constant 50, paper stopping,
-               <= 750 steps, record_every 25, spectrum_every 0, one simulate_batch call. Goal < 60 s.
-               Per-point summaries (the four panels' data) are saved
+               <= 750 steps, record_every 25, spectrum_every 0, one simulate_batch call (roots by eigh).
+               Goal < 60 s. Per-point summaries (the four panels' data) are saved
+  fig2_newton_schulz
+               the same with simulate_batch(..., roots="newton_schulz"), and its summaries against fig2's
   dense_reference
                (c) the paper's dense GD on full W1, W2 (d = 200, width floor(200^2.8) ~ 2.8M, float64,
                4.4 GB each, drawn on the device) steps/s against lindyn's reduced GD in the same run
                (raw step, and simulate() end to end)
   fig2_gd_only the Figure 2 grid with GD alone (run before fig2: it also gives the point-steps count)
   projection   Figure 2's time if the self-consistent step used Newton-Schulz (from the parts above)
+  decision     eigh against Newton-Schulz in one table (direction; Figure 2 measured or extrapolated) and
+               the one-line change in dynamics/simulate.py (SELF_CONSISTENT_ROOTS) if Newton-Schulz wins
 
 A part that would run past its budget is stopped (simulate runs through their progress callback) and
 reported with the fraction done and an extrapolated time. --small shrinks every size (d = 20, 4 x 4 grid)
@@ -399,7 +403,7 @@ class Bench:
                 self.note(f"(b) Figure 1 ({label}): stopped at {exc.done}/{exc.total} after {exc.elapsed:.1f}s, extrapolated {exc.elapsed * exc.total / max(exc.done, 1):.0f}s")
         return out
 
-    def _fig2(self, dynamics: list[str], budget: float, label: str) -> dict[str, Any]:
+    def _fig2(self, dynamics: list[str], budget: float, label: str, roots: str | None = None) -> dict[str, Any]:
         d, n = (20, 4) if self.small else (200, 30)
         gs = np.linspace(-2.2, -0.8, n)
         gw = np.linspace(1.75, 2.8, n)
@@ -414,9 +418,11 @@ class Bench:
         simulate_batch([r.model_copy(update={"steps": 2}) for r in reqs[:2]])  # warm-up at this d
         progress, _ = self.budget_progress(budget)
         t0 = time.perf_counter()
-        out: dict[str, Any] = {"d": d, "grid": [n, n], "dynamics": dynamics, "goal_s": 60.0, "budget_s": budget}
+        out: dict[str, Any] = {
+            "d": d, "grid": [n, n], "dynamics": dynamics, "goal_s": 60.0, "budget_s": budget, "roots": roots or "default",
+        }  # fmt: skip
         try:
-            results = simulate_batch(reqs, progress=progress)
+            results = simulate_batch(reqs, progress=progress, roots=roots)
         except BudgetExceeded as exc:
             frac = exc.done / exc.total
             out.update(stopped=str(exc), fraction_of_max_steps_done=frac, extrapolated_upper_bound_s=exc.elapsed / max(frac, 1e-9))
@@ -484,10 +490,30 @@ class Bench:
                 f"{sc['batch']} points; estimated {est:.0f}s"
             )
             return {"skipped": "batched eigh too slow", "estimated_s": est, "eigh_direction_s_per_900": per_step}
-        return self._fig2(["gd", "self_consistent"], 100.0, "GD + self-consistent")
+        return self._fig2(["gd", "self_consistent"], 50.0, "GD + self-consistent (eigh)", roots="eigh")
+
+    def fig2_newton_schulz(self) -> dict[str, Any]:
+        """Figure 2 as fig2, the self-consistent step's roots by Newton-Schulz (simulate_batch(roots=...)),
+        and how far its summaries are from the eigh run's (when both finished)."""
+        out = self._fig2(["gd", "self_consistent"], 50.0, "GD + self-consistent (Newton-Schulz)", roots="newton_schulz")
+        ref = self.data["parts"].get("fig2_grid", {})
+        if "points" in out and "points" in ref:
+            diffs, same_steps = [], 0
+            for p, q in zip(out["points"], ref["points"], strict=True):
+                a, b = p["self_consistent"]["min_test_error"], q["self_consistent"]["min_test_error"]
+                if math.isfinite(a) and math.isfinite(b):
+                    diffs.append(abs(a - b) / max(abs(b), 1e-300))
+                same_steps += p["self_consistent"]["steps_run"] == q["self_consistent"]["steps_run"]
+            out["max_rel_diff_min_test_error_vs_eigh"] = max(diffs) if diffs else None
+            out["same_steps_run_as_eigh"] = f"{same_steps}/{len(out['points'])}"
+            self.note(
+                f"    Newton-Schulz vs eigh on Figure 2: self-consistent min test error within "
+                f"{out['max_rel_diff_min_test_error_vs_eigh']:.1e} relative; same stopping step at {out['same_steps_run_as_eigh']} points"
+            )
+        return out
 
     def fig2_gd_only(self) -> dict[str, Any]:
-        return self._fig2(["gd"], 40.0, "GD only")
+        return self._fig2(["gd"], 30.0, "GD only")
 
     def projection(self) -> dict[str, Any]:
         """Figure 2 (GD + self-consistent) if the step used Newton-Schulz instead of eigh: the GD-only wall
@@ -518,6 +544,55 @@ class Bench:
             f"with Newton-Schulz ~{out['fig2_with_ns_estimate_s']:.0f}s"
         )
         return out
+
+    def decision(self) -> dict[str, Any]:
+        """The Newton-Schulz question in one table: the direction alone (900 points) and Figure 2 (measured, or
+        the budget's extrapolated bound), eigh against Newton-Schulz, and which wins."""
+        parts = self.data["parts"]
+        sc, e, n = parts.get("self_consistent_step", {}), parts.get("fig2_grid", {}), parts.get("fig2_grid_newton_schulz", {})
+
+        def fig2_s(part: dict[str, Any]) -> float | None:
+            return part.get("wall_s") or part.get("extrapolated_upper_bound_s") or part.get("estimated_s")
+
+        rows = {
+            "direction_eigh_s": (sc.get("eigh_direction_s") or {}).get("median_s"),
+            "direction_newton_schulz_s": (sc.get("newton_schulz_direction_s") or {}).get("median_s"),
+            "direction_max_rel_diff": sc.get("newton_schulz_max_rel_diff_vs_eigh"),
+            "fig2_eigh_s": fig2_s(e),
+            "fig2_newton_schulz_s": fig2_s(n),
+            "fig2_eigh_measured": "wall_s" in e,
+            "fig2_newton_schulz_measured": "wall_s" in n,
+        }
+        fig_e, fig_n = rows["fig2_eigh_s"], rows["fig2_newton_schulz_s"]
+        dir_e, dir_n = rows["direction_eigh_s"], rows["direction_newton_schulz_s"]
+        if fig_e and fig_n:
+            winner = "newton_schulz" if fig_n < fig_e else "eigh"
+            basis = "Figure 2 wall time"
+        elif dir_e and dir_n:
+            winner = "newton_schulz" if dir_n < dir_e else "eigh"
+            basis = "the direction alone (Figure 2 not measured both ways)"
+        else:
+            winner, basis = None, "not enough measured"
+        rows.update(winner=winner, basis=basis)
+
+        def fmt(v: Any, unit: str = "s") -> str:
+            return "n/a" if v is None else f"{v:.3g} {unit}"
+
+        self.note("== DECISION: the self-consistent step's square roots on this backend ==")
+        self.note(f"   {'':34s} {'eigh':>14s} {'Newton-Schulz':>14s}")
+        self.note(f"   {'direction, one step of the batch':34s} {fmt(dir_e):>14s} {fmt(dir_n):>14s}")
+        self.note(
+            f"   {'Figure 2 GD + self-consistent':34s} {fmt(fig_e) + ('' if rows['fig2_eigh_measured'] else ' (est.)'):>14s} "
+            f"{fmt(fig_n) + ('' if rows['fig2_newton_schulz_measured'] else ' (est.)'):>14s}"
+        )
+        self.note(f"   agreement of the directions: max rel diff {fmt(rows['direction_max_rel_diff'], '')} (tested bound 1e-10)")
+        if winner == "newton_schulz":
+            self.note(f"   => Newton-Schulz wins on {basis}: set SELF_CONSISTENT_ROOTS['{self.be.name}'] = 'newton_schulz' in dynamics/simulate.py")
+        elif winner == "eigh":
+            self.note(f"   => eigh wins on {basis}: keep SELF_CONSISTENT_ROOTS['{self.be.name}'] = 'eigh' (and consider removing dynamics/sqrt_newton_schulz.py)")
+        else:
+            self.note("   => no decision: " + basis)
+        return rows
 
     def dense_reference(self) -> dict[str, Any]:
         xp, be = self.xp, self.be
@@ -624,7 +699,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.run_part("fig1", bench.fig1)
     bench.run_part("fig2_gd_only", bench.fig2_gd_only, min_left_s=30)
     bench.run_part("fig2_grid", bench.fig2, min_left_s=30)
+    bench.run_part("fig2_grid_newton_schulz", bench.fig2_newton_schulz, min_left_s=20)
     bench.run_part("projection", bench.projection, min_left_s=0)
+    bench.run_part("decision", bench.decision, min_left_s=0)
     bench.note(f"total {time.perf_counter() - T_START:.1f}s")
     bench.save()
     errors = [k for k, v in bench.data["parts"].items() if isinstance(v, dict) and "error" in v]

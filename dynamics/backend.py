@@ -26,8 +26,9 @@ class Backend:
     device: str  # "cpu" or the GPU's name
 
     def to_host(self, a: Any) -> np.ndarray:
-        """A NumPy copy of an array of this backend."""
-        return a.get() if self.name == "cupy" else np.asarray(a)
+        """A NumPy copy of an array of this backend (a device array's explicit ``.get()``: the only way a
+        runner's array leaves the device)."""
+        return np.asarray(a) if self.name == "numpy" else a.get()
 
 
 _NUMPY = Backend(np, "numpy", "cpu")

@@ -28,6 +28,7 @@ from dynamics.initialisation import initial_weights
 from dynamics.metrics import ignore_fp, singular_values, singular_values_from_gram, spectral_metrics
 from dynamics.request import SimulationRequest, regime
 from dynamics.result import METRIC_COLUMNS, Comparison, SimulationResult, Summary, Trajectory
+from dynamics.sqrt_newton_schulz import self_consistent_step_ns
 from dynamics.steps import balanced_step, gd_step, gram_eigh, lazy_step, self_consistent_step
 from dynamics.stopping import CODES, stop_codes
 from dynamics.task import Task, draw_task, error
@@ -36,6 +37,13 @@ from dynamics.task import Task, draw_task, error
 ProgressCallback = Callable[[int, int], None]
 
 _GRAM_DYNAMICS = ("self_consistent", "balanced")  # their step decomposes A^T A anyway
+
+#: How the self-consistent step gets its two square roots, per backend: "eigh" (one eigendecomposition of
+#: A^T A, reused by the metrics) or "newton_schulz" (matmuls only, dynamics/sqrt_newton_schulz.py; within
+#: 1e-10 relative of eigh on every trajectory value, tests/dynamics/test_newton_schulz.py). The GPU benchmark
+#: (bench/gpu_bench.py, part self_consistent_step and fig2_grid_newton_schulz) decides the "cupy" entry.
+SELF_CONSISTENT_ROOTS: dict[str, str] = {"numpy": "eigh", "cupy": "eigh"}
+ROOTS = ("eigh", "newton_schulz")
 
 
 def learning_rate(request: SimulationRequest, task: Task) -> float:
@@ -69,13 +77,16 @@ def simulate(request: SimulationRequest, *, progress: ProgressCallback | None = 
 
 
 def simulate_batch(
-    requests: list[SimulationRequest], *, progress: ProgressCallback | None = None
+    requests: list[SimulationRequest], *, progress: ProgressCallback | None = None, roots: str | None = None
 ) -> list[SimulationResult]:
     """Run many requests, grouped by :func:`batch_key`, each group as one stacked batch.
 
     Results come back in the order of ``requests``; each equals what :func:`simulate` gives for it alone.
-    ``progress(done, total)`` counts point-steps over all groups.
+    ``progress(done, total)`` counts point-steps over all groups. ``roots``: the self-consistent step's
+    square roots, "eigh" or "newton_schulz" (default: :data:`SELF_CONSISTENT_ROOTS` of the backend).
     """
+    if roots is not None and roots not in ROOTS:
+        raise ValueError(f"roots must be one of {ROOTS}, got {roots!r}")
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i, r in enumerate(requests):
         groups.setdefault(batch_key(r), []).append(i)
@@ -90,7 +101,7 @@ def simulate_batch(
             if progress is not None:
                 progress(base + done, total)
 
-        for i, res in zip(indices, _run_batch(group, group_progress), strict=True):
+        for i, res in zip(indices, _run_batch(group, group_progress, roots), strict=True):
             results[i] = res
         offset += group_total
     if progress is not None:
@@ -134,9 +145,12 @@ class _Schedule:
     record_every: np.ndarray
     spectrum_every: np.ndarray
     gd_update: str
+    roots: str = "eigh"  # the self-consistent step's square roots: "eigh" or "newton_schulz"
 
 
-def _run_batch(reqs: list[SimulationRequest], progress: ProgressCallback) -> list[SimulationResult]:
+def _run_batch(
+    reqs: list[SimulationRequest], progress: ProgressCallback, roots: str | None = None
+) -> list[SimulationResult]:
     t_start = time.perf_counter()
     r0 = reqs[0]
     be = resolve_backend(r0.backend)
@@ -155,6 +169,7 @@ def _run_batch(reqs: list[SimulationRequest], progress: ProgressCallback) -> lis
         record_every=np.array([r.record_every for r in reqs]),
         spectrum_every=np.array([r.spectrum_every for r in reqs]),
         gd_update=r0.gd_update,
+        roots=roots or SELF_CONSISTENT_ROOTS.get(be.name, "eigh"),
     )
     max_steps = sched.max_steps
     T = int(max_steps.max())
@@ -258,7 +273,8 @@ def _advance(
     spectrum = ((spec_every > 0) & (i % np.maximum(spec_every, 1) == 0)) | stopping
 
     s2 = V = None
-    if st.name in _GRAM_DYNAMICS and not stopping.all():
+    newton_schulz = st.name == "self_consistent" and sched.roots == "newton_schulz"
+    if st.name in _GRAM_DYNAMICS and not newton_schulz and not stopping.all():
         s2, V = gram_eigh(xp, A)
     rows = np.nonzero(record | spectrum)[0]  # only these points need singular values now
     if rows.size:
@@ -305,6 +321,8 @@ def _advance(
     eta, c = arr["eta"], arr["c"]
     if st.name == "gd":
         arr["W1"], arr["W2"] = gd_step(xp, arr["W1"], arr["W2"], G, eta, sched.gd_update)
+    elif newton_schulz:
+        arr["A"], _ = self_consistent_step_ns(xp, A, G, eta, c)
     elif st.name == "self_consistent":
         arr["A"] = self_consistent_step(xp, A, G, eta, c, s2, V)
     elif st.name == "balanced":

@@ -1,4 +1,4 @@
-"""Matmul-only square roots for the self-consistent step: coupled Newton-Schulz (not wired into simulate).
+"""Matmul-only square roots for the self-consistent step: coupled Newton-Schulz (off by default).
 
 The self-consistent direction (method.md section 3, equation (1)) is
 
@@ -7,8 +7,10 @@ The self-consistent direction (method.md section 3, equation (1)) is
 ``dynamics.steps.self_consistent_direction`` gets both roots from one symmetric eigendecomposition. On a
 GPU a batch of d x d eigendecompositions (cuSOLVER's batched Jacobi, which CuPy uses for stacked input)
 may be slow for d ~ 200; this module computes the two roots with matrix products only, so that a batch
-runs as a few large batched GEMMs. Whether simulate.py should use it is decided by the GPU benchmark
-(bench/gpu_bench.py, part (e)); nothing here is called by the runner.
+runs as a few large batched GEMMs. The runner uses it when asked
+(``simulate_batch(..., roots="newton_schulz")``); whether it becomes a backend's default
+(``SELF_CONSISTENT_ROOTS`` in simulate.py) is decided by the GPU benchmark (bench/gpu_bench.py, parts
+self_consistent_step, fig2_grid_newton_schulz and decision).
 
 Coupled Newton-Schulz (Higham, Functions of Matrices, section 6.7). For SPD M with spectrum in (0, s]:
 

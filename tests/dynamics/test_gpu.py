@@ -259,11 +259,15 @@ def test_gpu_bench_small_numpy_mode_runs(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     data = json.loads((tmp_path / "gpu_bench.json").read_text())
     assert data["backend"] == "numpy" and data["small"] is True
-    for part in ("fig2_grid", "fig1", "dense_reference", "gd_flops", "self_consistent_step"):
+    for part in ("fig2_grid", "fig2_grid_newton_schulz", "fig1", "dense_reference", "gd_flops", "self_consistent_step", "decision"):
         assert part in data["parts"], part
         assert "error" not in data["parts"][part], data["parts"][part]
     assert data["parts"]["dense_reference"]["speedup"] > 0
     assert math.isfinite(data["parts"]["gd_flops"]["achieved_tflops"])
     ns = data["parts"]["self_consistent_step"]
     assert ns["newton_schulz_max_rel_diff_vs_eigh"] < 1e-10
+    assert data["parts"]["fig2_grid_newton_schulz"]["max_rel_diff_min_test_error_vs_eigh"] < 1e-10
+    decision = data["parts"]["decision"]
+    assert decision["winner"] in ("eigh", "newton_schulz") and decision["basis"] == "Figure 2 wall time"
+    assert "DECISION" in (tmp_path / "gpu_bench.txt").read_text()
     assert (tmp_path / "gpu_bench.txt").read_text().strip()
