@@ -2,7 +2,7 @@
 # One prepared run for the GPU machine (issues 7 and 18): install what is missing, the CuPy-vs-NumPy tests,
 # the Figure 2 sweep through the service on a GPU worker, the GPU benchmark. From the repository root:
 #     bash bench/gpu_check.sh OUTDIR            (on the GPU machine)
-#     DRY_RUN=1 bash bench/gpu_check.sh OUTDIR  (anywhere: NumPy, small sizes, no pytest -m gpu; ~1 minute)
+#     DRY_RUN=1 bash bench/gpu_check.sh OUTDIR  (anywhere: NumPy, small sizes, no pytest -m gpu; ~2 minutes)
 #
 # - Before the device run, on the development machine (.whl/ is git-ignored, so a new checkout needs this):
 #     .venv/bin/python -m bench.gpu_wheels download --dest .whl
@@ -18,7 +18,7 @@
 # - Files written to OUTDIR (8, the device tool's limit): summary.txt (step status, environment, benchmark
 #   summary), pytest_gpu.txt, gpu_bench.log, gpu_bench.json, service.json, service.log, figure2.png,
 #   figure2.csv.
-set -u
+set -u -o pipefail
 OUT="${1:?usage: [DRY_RUN=1] bash bench/gpu_check.sh OUTDIR}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
@@ -51,6 +51,8 @@ RC=0
 if [ -d .whl ]; then
   WHEELS=$(timeout 30 "$PY" -m bench.gpu_wheels missing --dest .whl | tr '\n' ' ')
   RC=$?
+else
+  echo "no .whl/ here: the service step needs lindyn's requirements (python -m bench.gpu_wheels download)"
 fi
 if [ -n "${WHEELS// /}" ]; then
   echo "installing from carried wheels: $WHEELS"
@@ -99,7 +101,6 @@ if [ "$DRY_RUN" != "1" ] && [ "$HAVE_GPU" != "1" ]; then
   echo "no GPU usable here: set DRY_RUN=1 for the CPU dry run" | tee -a "$SUMMARY"
   STATUS=3
 fi
-set -o pipefail
 
 # ---- 3. CuPy vs NumPy tests -------------------------------------------------------------------------
 # --noconftest: tests/conftest.py holds the service's database fixtures (sqlalchemy, models, ...), which
