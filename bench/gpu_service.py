@@ -29,7 +29,7 @@ import httpx
 
 from bench.load import free_port
 from lindyn.commands.reproduce import figure2_request
-from models.jobs import queue_for
+from core.jobs import queue_for
 
 LINDYN = [sys.executable, "-m", "lindyn.cli"]
 

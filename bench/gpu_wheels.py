@@ -34,13 +34,13 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def closure(root: str = "lindyn") -> dict[str, str]:
-    """{distribution: installed version} of ``root``'s run-time requirements, transitively (extras named in a
-    requirement included; the dev extra not)."""
+def closure(root: str = "lindyn", extras: frozenset[str] = frozenset({"server"})) -> dict[str, str]:
+    """{distribution: installed version} of ``root``'s run-time requirements with ``extras`` (the service and
+    the workers: the server extra), transitively (extras named in a requirement included; the dev extra not)."""
     from packaging.requirements import Requirement
 
     seen: dict[str, str] = {}
-    todo: list[tuple[str, frozenset[str]]] = [(root, frozenset())]
+    todo: list[tuple[str, frozenset[str]]] = [(root, extras)]
     while todo:
         name, extras = todo.pop()
         dist = md.distribution(name)

@@ -14,8 +14,8 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Producer, Queue
 
-from models import Settings
-from models.jobs import celery_config
+from core import Settings
+from core.jobs import celery_config
 from tests.own_redis import RedisServer, own_redis  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.redis
