@@ -17,11 +17,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from dynamics import METRIC_COLUMNS, TRAJECTORY_COLUMNS, SimulationRequest, SimulationResult, regime
 from models.base import RUN_STATUSES, RunStatus, utcnow
-from models.tables import Run, RunSummary, Sweep, SweepTag, TrajectoryPoint
+from models.tables import REUSABLE, Run, RunSummary, Sweep, SweepTag, TrajectoryPoint
 
 ACTIVE = (RunStatus.queued.value, RunStatus.running.value)
-#: statuses whose run answers a resubmission of the same request (a failed or cancelled run is retried)
-REUSABLE = (RunStatus.queued.value, RunStatus.running.value, RunStatus.succeeded.value, RunStatus.diverged.value)
 _INSERT_CHUNK = 1000  # runs per bulk INSERT statement
 
 
@@ -36,10 +34,12 @@ def run_row(request: SimulationRequest, *, sweep_id: uuid.UUID | None = None) ->
     assert request.gamma_sigma2 is not None and request.gamma_w is not None
     assert request.sigma2 is not None and request.width is not None
     reg = regime(request.gamma_sigma2, request.gamma_w, request.width, request.rank)
+    now = utcnow()
     return {
         "id": uuid.uuid4(),
         "sweep_id": sweep_id,
-        "created_at": utcnow(),
+        "created_at": now,
+        "queued_at": now,
         "status": RunStatus.queued.value,
         "attempts": 0,
         "request": request.normalized(),

@@ -30,7 +30,7 @@ from models.crud import (
 )
 from models.executions import SKIPPED, TaskOutcome, record_task_execution, task_outcome
 from models.jobs import SIMULATE_BATCH_TASK, SIMULATE_RUN_TASK
-from models.reaper import in_transaction
+from models.reaper import in_transaction, is_disconnect
 from workers.celery_app import celery_app
 
 log = logging.getLogger(__name__)
@@ -103,12 +103,15 @@ def execute_run(run_id: uuid.UUID, settings: Settings | None = None) -> str:
     """Claim the run, simulate it, store the result; returns the final status (or ``skipped``)."""
     settings = settings or get_settings()
     factory = get_sessionmaker(settings.db_url, settings.sqlite_busy_timeout_ms)
-    with session_scope(factory) as session:
+
+    def claim(session: Session) -> dict[str, Any] | None:
         run = claim_run(session, run_id, fresh_s=settings.stale_after_s)  # not a live run twice
-        if run is None:
-            log.info("run %s is not queued or running: skipped", run_id)
-            return SKIPPED
-        stored_request = dict(run.request)
+        return None if run is None else dict(run.request)
+
+    stored_request = in_transaction(factory, claim)  # retried on a dropped connection, like every write
+    if stored_request is None:
+        log.info("run %s is not queued or running: skipped", run_id)
+        return SKIPPED
     try:
         request = load_request(stored_request, settings)
         result = simulate(request, progress=ProgressWriter(settings, run_id))
@@ -143,9 +146,12 @@ def execute_batch(run_ids: Sequence[uuid.UUID], settings: Settings | None = None
     settings = settings or get_settings()
     factory = get_sessionmaker(settings.db_url, settings.sqlite_busy_timeout_ms)
     outcome = {str(run_id): SKIPPED for run_id in run_ids}
-    with session_scope(factory) as session:
+
+    def claim(session: Session) -> list[tuple[uuid.UUID, dict[str, Any]]]:
         runs = claim_runs(session, run_ids, fresh_s=settings.stale_after_s)  # not a live run twice
-        claimed = [(run.id, dict(run.request)) for run in runs]
+        return [(run.id, dict(run.request)) for run in runs]
+
+    claimed = in_transaction(factory, claim)  # retried on a dropped connection, like every write
     requests: dict[uuid.UUID, SimulationRequest] = {}
     for run_id, stored in claimed:
         try:
@@ -202,10 +208,31 @@ def recorded(task: Task, settings: Settings, runs: int) -> Iterator[list[str]]:
             log.exception("task %s (%s): its execution could not be recorded", task.name, task.request.id)
 
 
+@contextmanager
+def retried_when_database_down(task: Task) -> Iterator[None]:
+    """A task whose database stayed unreachable through ``in_transaction``'s retries (its claim failed, so
+    nothing ran) is sent again later rather than acknowledged as done: ``task.retry`` publishes a copy with a
+    countdown before the original is acknowledged. After ``DB_DOWN_RETRIES`` copies it gives up; the reaper
+    sends the runs again once the database is back (they are still queued)."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_disconnect(exc):
+            raise
+        log.warning("task %s: the database is unreachable (%s); sent again in %ds", task.request.id,
+                    type(exc).__name__, DB_DOWN_COUNTDOWN_S)
+        raise task.retry(exc=exc, countdown=DB_DOWN_COUNTDOWN_S, max_retries=DB_DOWN_RETRIES) from exc
+
+
+#: a task that found the database down is sent again after this long, at most this many times
+DB_DOWN_COUNTDOWN_S = 5
+DB_DOWN_RETRIES = 20
+
+
 @celery_app.task(name=SIMULATE_RUN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def simulate_run(self: Task, run_id: str) -> str:
     settings = get_settings()
-    with recorded(self, settings, runs=1) as statuses:
+    with retried_when_database_down(self), recorded(self, settings, runs=1) as statuses:
         statuses.append(execute_run(uuid.UUID(run_id), settings))
     return statuses[0]
 
@@ -213,7 +240,7 @@ def simulate_run(self: Task, run_id: str) -> str:
 @celery_app.task(name=SIMULATE_BATCH_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def simulate_batch_runs(self: Task, run_ids: list[str]) -> dict[str, str]:
     settings = get_settings()
-    with recorded(self, settings, runs=len(run_ids)) as statuses:
+    with retried_when_database_down(self), recorded(self, settings, runs=len(run_ids)) as statuses:
         outcome = execute_batch([uuid.UUID(r) for r in run_ids], settings)
         statuses.extend(outcome.values())
     return outcome
