@@ -31,6 +31,8 @@ DEFAULT_MAX_STEPS = int(os.environ.get("LINDYN_MAX_STEPS", "100000"))
 DEFAULT_MAX_D = int(os.environ.get("LINDYN_MAX_D", "4096"))
 DEFAULT_DENSE_MEMORY_BYTES = int(os.environ.get("LINDYN_DENSE_MEMORY_BYTES", str(2 * 1024**3)))
 DEFAULT_MAX_RESULT_BYTES = int(os.environ.get("LINDYN_MAX_RESULT_BYTES", str(1024**3)))
+#: the widest network (either form): the reduction is exact for any w, the database stores w as a 64-bit integer
+MAX_WIDTH = 2**62
 
 
 class Limits(BaseModel):
@@ -70,7 +72,7 @@ class SimulationRequest(BaseModel):
     gamma_sigma2: FiniteFloat | None = Field(None, description="sigma^2 = d^gamma_sigma2", examples=[-1.85])
     gamma_w: FiniteFloat | None = Field(None, description="width w = floor(d^gamma_w)", examples=[2.25])
     sigma2: FiniteFloat | None = Field(None, gt=0, description="initialisation variance sigma^2 (> 0)")
-    width: int | None = Field(None, ge=1, description="hidden width w (>= 1)")
+    width: int | None = Field(None, ge=1, le=MAX_WIDTH, description="hidden width w (1 <= w <= 2^62)")
 
     # what to run
     dynamics: list[DynamicsName] = Field(
@@ -159,7 +161,7 @@ class SimulationRequest(BaseModel):
         if self.width is None:
             assert self.gamma_w is not None
             w_float = _power(d, self.gamma_w)
-            if not math.isfinite(w_float) or w_float > 2**62:
+            if not math.isfinite(w_float) or w_float > MAX_WIDTH:
                 raise _field_error("gamma_w", f"width d^{self.gamma_w} is too large")
             w = _floor_width(d, self.gamma_w)
             if w < 1:

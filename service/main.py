@@ -8,14 +8,17 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import FastAPI, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models import Settings, get_settings, make_engine
-from service import metrics, security
+from service import faults, metrics, security
 from service.queue import RunQueue
 from service.routers import meta, runs, sweeps
+from service.schemas.labels import sendable
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -44,11 +47,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = sessionmaker(bind=app.state.engine, expire_on_commit=False)
     app.state.queue = RunQueue(settings)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(meta.router)
     app.include_router(runs.router)
     app.include_router(sweeps.router)
     security.install(app, settings)  # API keys and body limit, for every route (service/security.py)
     metrics.install(app, settings)  # GET /metrics and the latency of every request (service/metrics.py)
+    faults.install(app)  # a dropped database connection: a read retried once, else 503 (service/faults.py)
     return app
 
 
@@ -64,7 +69,15 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         if err.get("type") == "extra_forbidden" and loc[:1] == ["query"]:
             msg = f"unknown query parameter {field!r}"
         detail.append({"loc": loc, "field": field, "msg": msg, "type": err.get("type")})
-    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    return JSONResponse({"detail": sendable(detail)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's own answer to an HTTPException, with a detail that names odd input (a key holding a lone
+    surrogate) made sendable."""
+    assert isinstance(exc, StarletteHTTPException)
+    exc.detail = sendable(exc.detail)
+    return await http_exception_handler(request, exc)
 
 
 app = create_app()

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from dynamics import SimulationRequest
@@ -61,7 +62,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no run with
 async def _json_body(request: Request) -> Any:
     try:
         return json.loads(await request.body())
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than Python's stack
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             [{"loc": ["body"], "field": None, "msg": f"body is not valid JSON: {exc}", "type": "json_invalid"}],
@@ -129,15 +130,23 @@ def submit_run(
     The body is a SimulationRequest; `name` and `tags` may be given next to its fields to label the run.
     Labels are not part of the run's identity: a resubmission answered by an earlier run keeps its labels."""
     existing = None if force else find_reusable_run(session, sim.cache_key())
+    if existing is None:
+        run = new_run(sim)
+        run.dedup_key = None if force else run.cache_key  # unique among reusable runs: one request, one run
+        run.name = labels.name
+        run.tag_rows = [RunTag(key=k, value=v) for k, v in sorted(labels.tags.items())]
+        session.add(run)
+        try:
+            session.commit()
+        except IntegrityError:  # an identical submission committed its run first: that run answers this one
+            session.rollback()
+            existing = find_reusable_run(session, sim.cache_key())
+            if existing is None:
+                raise
     if existing is not None:
         response.status_code = status.HTTP_200_OK
         run = existing
     else:
-        run = new_run(sim)
-        run.name = labels.name
-        run.tag_rows = [RunTag(key=k, value=v) for k, v in sorted(labels.tags.items())]
-        session.add(run)
-        session.commit()
         try:
             queue.enqueue(run)
         except Exception as exc:  # the broker is down: the run can never start

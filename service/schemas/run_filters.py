@@ -7,10 +7,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic_core import PydanticCustomError
 
 from dynamics.request import DynamicsName
 from models import RunStatus
+from models.tables import BIGINTEGER_MAX, INTEGER_MAX
 from models.queries import DEFAULT_SORT, RUN_RANGES, SORTS, SUMMARY_RANGES, RunQuery
 from service.schemas.labels import Text, name_filter, parse_tag_filters, tag_filter
 
@@ -19,6 +21,8 @@ MAX_PAGE = 500
 _PARAM_TYPES: dict[str, type] = {"d": int, "rank": int, "width": int, "gamma_sigma2": float, "gamma_w": float,
                                  "sigma2": float}
 _METRIC_TYPES: dict[str, type] = {"min_test_error_step": int, "rank_at_min": int, "steps_run": int}
+#: an integer parameter beyond its column's range is a 422 naming it (not a database error): width is 64-bit
+_INT_MAX: dict[str, int] = {"width": BIGINTEGER_MAX}
 
 SortName = Literal[SORTS]  # type: ignore[valid-type]
 
@@ -28,7 +32,7 @@ class _RunFiltersBase(BaseModel):
 
     limit: int = Field(50, ge=1, le=MAX_PAGE, description="page size")
     cursor: str | None = Field(None, description="next_cursor of the previous page (same filters and sort)")
-    offset: int = Field(0, ge=0, description="rows to skip (without a cursor); prefer the cursor")
+    offset: int = Field(0, ge=0, le=BIGINTEGER_MAX, description="rows to skip (without a cursor); prefer the cursor")
     sort: SortName = Field(  # type: ignore[valid-type]
         DEFAULT_SORT,
         description="sort key, '-' for descending; ties are broken by id, rows with no value come last. "
@@ -45,17 +49,37 @@ class _RunFiltersBase(BaseModel):
     created_after: datetime | None = Field(None, description="created at or after (ISO 8601)")
     created_before: datetime | None = Field(None, description="created before (ISO 8601)")
 
+    @field_validator("created_after", "created_before")
+    @classmethod
+    def _in_utc(cls, v: datetime | None) -> datetime | None:
+        """The time in UTC (one without a zone is UTC); a 422 when it has none (9999-12-31T23:59:59-14:00)."""
+        if v is None:
+            return v
+        try:
+            return v.astimezone(UTC) if v.tzinfo is not None else v.replace(tzinfo=UTC)
+        except OverflowError as exc:
+            raise PydanticCustomError("value_error", "{t} is beyond the last representable time in UTC",
+                                      {"t": v.isoformat()}) from exc
+
+
+def _in_range(name: str, typ: type, description: str) -> Any:
+    """An optional filter parameter; an integer one bounded by its column's range."""
+    if typ is not int:
+        return (typ | None, Field(None, description=description))
+    top = _INT_MAX.get(name, INTEGER_MAX)
+    return (int | None, Field(None, ge=-top - 1, le=top, description=description))
+
 
 def _range_fields() -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for name, typ in _PARAM_TYPES.items():
-        fields[name] = (typ | None, Field(None, description=f"{name} equal to this"))
-        fields[f"{name}_min"] = (typ | None, Field(None, description=f"{name} >= this"))
-        fields[f"{name}_max"] = (typ | None, Field(None, description=f"{name} <= this"))
+        fields[name] = _in_range(name, typ, f"{name} equal to this")
+        fields[f"{name}_min"] = _in_range(name, typ, f"{name} >= this")
+        fields[f"{name}_max"] = _in_range(name, typ, f"{name} <= this")
     for name in SUMMARY_RANGES:
         typ = _METRIC_TYPES.get(name, float)
-        fields[f"{name}_min"] = (typ | None, Field(None, description=f"{name} of `dynamics` >= this"))
-        fields[f"{name}_max"] = (typ | None, Field(None, description=f"{name} of `dynamics` <= this"))
+        fields[f"{name}_min"] = _in_range(name, typ, f"{name} of `dynamics` >= this")
+        fields[f"{name}_max"] = _in_range(name, typ, f"{name} of `dynamics` <= this")
     return fields
 
 
@@ -92,9 +116,6 @@ def query_of(filters: BaseModel) -> tuple[RunQuery, list[dict[str, Any]]]:
             error("sort", f"sort={sort} sorts by a summary metric: give dynamics= too (e.g. dynamics=gd)")
     if f["cursor"] is not None and f["offset"]:
         error("offset", "give either cursor or offset, not both")
-    for n in ("created_after", "created_before"):
-        if f[n] is not None and f[n].tzinfo is None:  # a time without a zone is UTC
-            f[n] = f[n].replace(tzinfo=UTC)
     q = RunQuery(
         statuses=[s.value for s in f["status"]] if f["status"] else None,
         sweep_id=f["sweep_id"],
