@@ -12,13 +12,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from models.reaper import is_disconnect
-from service.security import ASGIApp, Message, Receive, Scope, Send, send_json
+from service.security import RETRY_AFTER, ASGIApp, Message, Receive, Scope, Send, send_json
 
 log = logging.getLogger(__name__)
 
 READ_METHODS = frozenset({"GET", "HEAD"})
-#: what a 503 for a database fault asks the client to wait, in seconds
-RETRY_AFTER_S = 1
 
 
 class DatabaseFaults:
@@ -52,7 +50,7 @@ class DatabaseFaults:
                             scope.get("path"), type(exc).__name__, attempt, tries)
         await send_json(
             send, 503, {"detail": f"the database is unavailable for a moment ({type(fault).__name__}); retry"},
-            headers=[(b"retry-after", str(RETRY_AFTER_S).encode())],
+            headers=[RETRY_AFTER],
         )
 
 
