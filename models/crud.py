@@ -137,6 +137,12 @@ def claim_runs(session: Session, run_ids: Sequence[uuid.UUID], *, fresh_s: float
     return [run for run in claimed if run is not None]
 
 
+def count_running(session: Session, run_ids: Sequence[uuid.UUID]) -> int:
+    """How many of these runs are running (0: all were cancelled, or finished)."""
+    stmt = select(func.count()).select_from(Run).where(Run.id.in_(run_ids), Run.status == RunStatus.running.value)
+    return int(session.scalar(stmt) or 0)
+
+
 def record_batch_progress(session: Session, run_ids: Sequence[uuid.UUID], step: int) -> int:
     """A batch reached ``step``: each of its runs still running has done min(step, its steps). Returns how
     many are still running (0: all were cancelled)."""

@@ -75,6 +75,15 @@ class Settings(BaseSettings):
         default=30_000, ge=0, description="how long a SQLite writer waits for the lock"
     )
     progress_interval_s: float = Field(default=0.5, ge=0, description="a worker writes progress at most this often")
+    cancel_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="a running task looks this often whether its runs were cancelled (it stops "
+        "at its next step once it sees it)"
+    )
+    task_time_limit_s: float = Field(
+        default=6 * 3600.0, ge=0,
+        description="a task running longer is stopped and its runs failed (0: no limit); it is killed "
+        "TASK_KILL_GRACE_S later if a long array operation keeps it from stopping",
+    )
     broker_polling_interval_s: float = Field(default=0.1, gt=0, description="polling interval of the filesystem broker")
 
     @field_validator("data_dir")
@@ -133,6 +142,8 @@ class Settings(BaseSettings):
             "LINDYN_TASK_HISTORY_DAYS": str(self.task_history_days),
             "LINDYN_MAX_GRID_POINTS": str(self.max_grid_points),
             "LINDYN_SWEEP_CHUNK_SIZE": str(self.sweep_chunk_size),
+            "LINDYN_CANCEL_POLL_INTERVAL_S": str(self.cancel_poll_interval_s),
+            "LINDYN_TASK_TIME_LIMIT_S": str(self.task_time_limit_s),
         }
 
 

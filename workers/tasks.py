@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,7 @@ from models.base import utcnow
 from models.crud import (
     claim_run,
     claim_runs,
+    count_running,
     fail_run,
     fail_runs,
     record_batch_progress,
@@ -80,6 +82,43 @@ class BatchProgressWriter(ProgressWriter):
             return record_batch_progress(session, self.run_ids, batch_step(step, self.steps)) > 0
 
 
+class CancelWatch:
+    """A daemon thread that looks every ``interval_s`` whether any of the runs is still running, and the
+    checkpoint the step loop calls before every step: it only reads a flag (no I/O), and raises RunCancelled
+    once the thread found none running (cancelled: by a single cancel, or the sweep's). So a cancelled run
+    stops within one step of being seen, however rarely it reports progress, and frees its worker."""
+
+    def __init__(self, settings: Settings, run_ids: Sequence[uuid.UUID]) -> None:
+        self.factory = get_sessionmaker(settings.db_url, settings.sqlite_busy_timeout_ms)
+        self.run_ids = list(run_ids)
+        self.interval_s = settings.cancel_poll_interval_s
+        self.cancelled = threading.Event()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="lindyn-cancel-watch", daemon=True)
+
+    def __call__(self) -> None:
+        if self.cancelled.is_set():
+            raise RunCancelled(str(self.run_ids[0]))
+
+    def __enter__(self) -> CancelWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(self.interval_s):
+            try:
+                with self.factory() as session:
+                    if count_running(session, self.run_ids) == 0:
+                        self.cancelled.set()
+                        return
+            except Exception:  # noqa: BLE001 - the database away for a moment: look again next time
+                log.warning("looking for a cancel of %d run(s) failed", len(self.run_ids), exc_info=True)
+
+
 def batch_step(done: int, steps: Sequence[int]) -> int:
     """The smallest i with sum(min(s, i) for s in steps) >= done: the step a batch of points with these
     step limits reached after ``done`` point-steps."""
@@ -114,7 +153,8 @@ def execute_run(run_id: uuid.UUID, settings: Settings | None = None) -> str:
         return SKIPPED
     try:
         request = load_request(stored_request, settings)
-        result = simulate(request, progress=ProgressWriter(settings, run_id))
+        with CancelWatch(settings, [run_id]) as watch:
+            result = simulate(request, progress=ProgressWriter(settings, run_id), checkpoint=watch)
     except RunCancelled:
         log.info("run %s was cancelled while running", run_id)
         return "cancelled"
@@ -166,7 +206,8 @@ def execute_batch(run_ids: Sequence[uuid.UUID], settings: Settings | None = None
     ids = list(requests)
     progress = BatchProgressWriter(settings, ids, [r.steps for r in requests.values()])
     try:
-        results = simulate_batch(list(requests.values()), progress=progress)
+        with CancelWatch(settings, ids) as watch:
+            results = simulate_batch(list(requests.values()), progress=progress, checkpoint=watch)
     except RunCancelled:
         log.info("batch of %d runs was cancelled while running", len(ids))
         outcome.update({str(run_id): "cancelled" for run_id in ids})
