@@ -139,3 +139,12 @@ def test_crafted_cursors_are_422(api: TestClient, sort: str, data: Any) -> None:
 def test_a_cursor_nested_deeper_than_the_stack_is_422(api: TestClient) -> None:
     deep = base64.urlsafe_b64encode(("[" * 5000 + "]" * 5000).encode()).decode()
     _field_422(api.get("/v1/runs", params={"cursor": deep}), "cursor")
+
+
+def test_a_request_estimated_over_the_time_limit_is_422_with_the_estimate(api: TestClient) -> None:
+    """d = 4096, 100 steps, GD and self-consistent: accepted before, it blocked a worker for hours."""
+    big = {"d": 4096, "rank": 5, "gamma_sigma2": -1.85, "gamma_w": 2.25, "steps": 100,
+           "dynamics": ["gd", "self_consistent"]}
+    detail = _field_422(api.post("/v1/runs", json=big), "steps")
+    assert "would take about" in detail["msg"] and "s (" in detail["msg"], detail
+    assert api.get("/v1/runs").json()["total"] == 0
