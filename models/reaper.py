@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -132,9 +132,13 @@ def _waiting_since() -> ColumnElement[datetime]:
     return func.coalesce(Run.queued_at, Run.created_at)
 
 
-def stranded_runs(session: Session, stale_after_s: float, limit: int = 500) -> list[tuple[uuid.UUID, str]]:
+def stranded_runs(
+    session: Session, stale_after_s: float, limit: int = 500, queues: Collection[str] | None = None
+) -> list[tuple[uuid.UUID, str]]:
     """(id, requested backend) of queued runs whose task was sent more than ``stale_after_s`` ago while no
-    worker of their queue was busy (``busy_queues``): their message is lost, or no worker took it."""
+    worker of their queue was busy (``busy_queues``): their message is lost, or no worker took it. Only the
+    runs of ``queues`` (those the reaper's worker takes; None: all): a run for GPU workers where none runs
+    is not sent again and again by CPU workers."""
     cutoff = utcnow() - timedelta(seconds=stale_after_s)
     busy = busy_queues(session, stale_after_s)
     stmt = (
@@ -143,7 +147,8 @@ def stranded_runs(session: Session, stale_after_s: float, limit: int = 500) -> l
         .order_by(_waiting_since())
         .limit(limit)
     )
-    return [(r[0], r[1]) for r in session.execute(stmt) if queue_for(r[1]) not in busy]
+    return [(r[0], r[1]) for r in session.execute(stmt)
+            if queue_for(r[1]) not in busy and (queues is None or queue_for(r[1]) in queues)]
 
 
 def resend_if_stranded(session: Session, run_id: uuid.UUID, stale_after_s: float) -> bool:
@@ -157,7 +162,10 @@ def resend_if_stranded(session: Session, run_id: uuid.UUID, stale_after_s: float
     return int(getattr(session.execute(stmt), "rowcount", 0) or 0) == 1
 
 
-def reap(factory: sessionmaker[Session], stale_after_s: float, send: Callable[[uuid.UUID, str], None]) -> int:
+def reap(
+    factory: sessionmaker[Session], stale_after_s: float, send: Callable[[uuid.UUID, str], None],
+    queues: Collection[str] | None = None,
+) -> int:
     """Requeue every stale run and send its id again (``send(run_id, backend)``), then send again the ids of the
     stranded queued runs; how many were sent. A stale run is marked queued before its id is sent; if sending
     fails it is put back as a stale ``running`` run, so the next round tries again (a stranded run whose send
@@ -174,7 +182,7 @@ def reap(factory: sessionmaker[Session], stale_after_s: float, send: Callable[[u
             in_transaction(factory, lambda s, r=run_id: _put_back(s, r))  # type: ignore[misc]
             continue
         n += 1
-    for run_id, backend in in_transaction(factory, lambda s: stranded_runs(s, stale_after_s)):
+    for run_id, backend in in_transaction(factory, lambda s: stranded_runs(s, stale_after_s, queues=queues)):
         if not in_transaction(factory, lambda s, r=run_id: resend_if_stranded(s, r, stale_after_s)):  # type: ignore[misc]
             continue
         log.warning("run %s waited %.0fs queued with no worker taking it: its task sent again", run_id, stale_after_s)
