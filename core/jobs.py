@@ -13,6 +13,8 @@ SIMULATE_BATCH_TASK = "lindyn.simulate_batch_runs"  # a chunk of a sweep's runs,
 CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
 QUEUES: tuple[str, ...] = (CPU_QUEUE, GPU_QUEUE)
+#: seconds between a task's soft time limit (it stops, its runs fail) and its hard one (its process is killed)
+TASK_KILL_GRACE_S = 60.0
 
 
 def queue_for(backend: str) -> str:
@@ -35,6 +37,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,  # one long task at a time per process
         "worker_hijack_root_logger": False,
     }
+    if settings.task_time_limit_s > 0:
+        # the soft limit raises SoftTimeLimitExceeded in the task: the run fails with that message (it is not
+        # retried); the hard limit kills the pool process when an array operation outlasts the grace
+        conf["task_soft_time_limit"] = settings.task_time_limit_s
+        conf["task_time_limit"] = settings.task_time_limit_s + TASK_KILL_GRACE_S
     if settings.broker.startswith("filesystem://"):
         folder = settings.broker_folder
         conf["broker_transport_options"] = {

@@ -34,6 +34,14 @@ class Settings(BaseSettings):
     max_steps: int = Field(default=_DEFAULT_LIMITS.max_steps, ge=0)
     max_d: int = Field(default=_DEFAULT_LIMITS.max_d, ge=2)
     dense_memory_bytes: int = Field(default=_DEFAULT_LIMITS.dense_memory_bytes, ge=0)
+    max_run_seconds: float = Field(
+        default=_DEFAULT_LIMITS.max_run_seconds or 3600.0, ge=0,
+        description="longest estimated run (seconds at flops_per_second); 422 with the estimate above (0: no limit)",
+    )
+    flops_per_second: float = Field(
+        default=_DEFAULT_LIMITS.flops_per_second, gt=0,
+        description="the float64 rate of a worker that run-time estimates assume (docs/reliability.md)",
+    )
 
     # sweeps: how large a grid may be, how many of its points one task runs as a stacked batch
     max_grid_points: int = Field(default=10_000, ge=1, description="most grid points a sweep may have")
@@ -75,6 +83,15 @@ class Settings(BaseSettings):
         default=30_000, ge=0, description="how long a SQLite writer waits for the lock"
     )
     progress_interval_s: float = Field(default=0.5, ge=0, description="a worker writes progress at most this often")
+    cancel_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="a running task looks this often whether its runs were cancelled (it stops "
+        "at its next step once it sees it)"
+    )
+    task_time_limit_s: float = Field(
+        default=6 * 3600.0, ge=0,
+        description="a task running longer is stopped and its runs failed (0: no limit); it is killed "
+        "TASK_KILL_GRACE_S later if a long array operation keeps it from stopping",
+    )
     broker_polling_interval_s: float = Field(default=0.1, gt=0, description="polling interval of the filesystem broker")
 
     @field_validator("data_dir")
@@ -114,6 +131,8 @@ class Settings(BaseSettings):
             max_d=self.max_d,
             dense_memory_bytes=self.dense_memory_bytes,
             max_result_bytes=self.max_result_bytes,
+            max_run_seconds=self.max_run_seconds or None,
+            flops_per_second=self.flops_per_second,
         )
 
     def environment(self) -> dict[str, str]:
@@ -126,6 +145,8 @@ class Settings(BaseSettings):
             "LINDYN_MAX_D": str(self.max_d),
             "LINDYN_DENSE_MEMORY_BYTES": str(self.dense_memory_bytes),
             "LINDYN_MAX_RESULT_BYTES": str(self.max_result_bytes),
+            "LINDYN_MAX_RUN_SECONDS": str(self.max_run_seconds),
+            "LINDYN_FLOPS_PER_SECOND": str(self.flops_per_second),
             "LINDYN_VISIBILITY_TIMEOUT_S": str(self.visibility_timeout_s),
             "LINDYN_HEARTBEAT_INTERVAL_S": str(self.heartbeat_interval_s),
             "LINDYN_STALE_AFTER_S": str(self.stale_after_s),
@@ -133,6 +154,8 @@ class Settings(BaseSettings):
             "LINDYN_TASK_HISTORY_DAYS": str(self.task_history_days),
             "LINDYN_MAX_GRID_POINTS": str(self.max_grid_points),
             "LINDYN_SWEEP_CHUNK_SIZE": str(self.sweep_chunk_size),
+            "LINDYN_CANCEL_POLL_INTERVAL_S": str(self.cancel_poll_interval_s),
+            "LINDYN_TASK_TIME_LIMIT_S": str(self.task_time_limit_s),
         }
 
 

@@ -37,6 +37,10 @@ DEFAULT_MAX_STEPS = 100_000
 DEFAULT_MAX_D = 4096
 DEFAULT_DENSE_MEMORY_BYTES = 2 * 1024**3
 DEFAULT_MAX_RESULT_BYTES = 1024**3
+DEFAULT_MAX_RUN_SECONDS = 3600.0
+DEFAULT_FLOPS_PER_SECOND = 5e9
+#: the widest network (either form): the reduction is exact for any w, the database stores w as a 64-bit integer
+MAX_WIDTH = 2**62
 
 
 class Limits(BaseModel):
@@ -49,6 +53,10 @@ class Limits(BaseModel):
     dense_memory_bytes: int = DEFAULT_DENSE_MEMORY_BYTES
     #: largest estimated result of one run (weights + recorded metrics + recorded spectra); None: no limit
     max_result_bytes: int | None = DEFAULT_MAX_RESULT_BYTES
+    #: longest estimated run, in seconds (``estimated_flops / flops_per_second``); None: no limit
+    max_run_seconds: float | None = DEFAULT_MAX_RUN_SECONDS
+    #: the float64 arithmetic rate the time estimate assumes (measured: docs/reliability.md)
+    flops_per_second: float = DEFAULT_FLOPS_PER_SECOND
 
 
 def _limits(info: ValidationInfo) -> Limits:
@@ -76,7 +84,7 @@ class SimulationRequest(BaseModel):
     gamma_sigma2: FiniteFloat | None = Field(None, description="sigma^2 = d^gamma_sigma2", examples=[-1.85])
     gamma_w: FiniteFloat | None = Field(None, description="width w = floor(d^gamma_w)", examples=[2.25])
     sigma2: FiniteFloat | None = Field(None, gt=0, description="initialisation variance sigma^2 (> 0)")
-    width: int | None = Field(None, ge=1, description="hidden width w (>= 1)")
+    width: int | None = Field(None, ge=1, le=MAX_WIDTH, description="hidden width w (1 <= w <= 2^62)")
 
     # what to run
     dynamics: list[DynamicsName] = Field(
@@ -167,7 +175,7 @@ class SimulationRequest(BaseModel):
         if self.width is None:
             assert self.gamma_w is not None
             w_float = _power(d, self.gamma_w)
-            if not math.isfinite(w_float) or w_float > 2**62:
+            if not math.isfinite(w_float) or w_float > MAX_WIDTH:
                 raise _field_error("gamma_w", f"width d^{self.gamma_w} is too large")
             w = _floor_width(d, self.gamma_w)
             if w < 1:
@@ -203,9 +211,29 @@ class SimulationRequest(BaseModel):
                 f"{lim.max_result_bytes / 2**20:.0f} MiB; record less often (record_every, spectrum_every) "
                 f"or run fewer steps",
             )
+        seconds = self.estimated_flops / lim.flops_per_second
+        if lim.max_run_seconds is not None and seconds > lim.max_run_seconds:
+            raise _field_error(
+                "steps",
+                f"the run would take about {seconds:.0f} s ({self.estimated_flops:.2e} floating-point operations "
+                f"at {lim.flops_per_second:.2e}/s for {', '.join(self.dynamics)} at d = {self.d} over {self.steps} "
+                f"steps), over the limit of {lim.max_run_seconds:.0f} s; run fewer steps, a smaller d or fewer "
+                f"dynamics",
+            )
         return self
 
     # ---- derived quantities -------------------------------------------------------------------------
+    @property
+    def estimated_flops(self) -> float:
+        """Floating-point operations of a run, the model of docs/reliability.md: per step, GD's three products
+        of d x n and n x d matrices (n = inner_width) 6 d^2 n; self-consistent and balanced A^T A and its
+        symmetric eigendecomposition 16 d^3; lazy 4 d^3; each recorded spectrum an SVD, 10 d^3."""
+        d, n = float(self.d), float(self.inner_width)
+        per_step = {"gd": 6 * d * d * n, "self_consistent": 16 * d**3, "balanced": 16 * d**3, "lazy": 4 * d**3}
+        steps = self.steps + 1
+        spectra = self.steps // self.spectrum_every + 2 if self.spectrum_every else 1
+        return sum(steps * per_step[name] + spectra * 10 * d**3 for name in self.dynamics)
+
     @property
     def threshold(self) -> float:
         """sigma^2 w: singular values below it are lazy, above it balanced."""

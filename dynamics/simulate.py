@@ -35,6 +35,9 @@ from dynamics.task import Task, draw_task, error
 
 #: progress(step_done, total_steps): called a bounded number of times (about every 1% of the steps).
 ProgressCallback = Callable[[int, int], None]
+#: checkpoint(): called before every step, so it must be cheap (e.g. reading a flag); it raises to stop the
+#: run there (a cancelled run, workers/tasks.py)
+Checkpoint = Callable[[], None]
 
 _GRAM_DYNAMICS = ("self_consistent", "balanced")  # their step decomposes A^T A anyway
 
@@ -71,13 +74,16 @@ def batch_key(request: SimulationRequest) -> tuple[Any, ...]:
     )
 
 
-def simulate(request: SimulationRequest, *, progress: ProgressCallback | None = None) -> SimulationResult:
+def simulate(
+    request: SimulationRequest, *, progress: ProgressCallback | None = None, checkpoint: Checkpoint | None = None
+) -> SimulationResult:
     """Run one request; equal to ``simulate_batch([request])[0]``."""
-    return simulate_batch([request], progress=progress)[0]
+    return simulate_batch([request], progress=progress, checkpoint=checkpoint)[0]
 
 
 def simulate_batch(
-    requests: list[SimulationRequest], *, progress: ProgressCallback | None = None, roots: str | None = None
+    requests: list[SimulationRequest], *, progress: ProgressCallback | None = None, roots: str | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> list[SimulationResult]:
     """Run many requests, grouped by :func:`batch_key`, each group as one stacked batch.
 
@@ -101,7 +107,7 @@ def simulate_batch(
             if progress is not None:
                 progress(base + done, total)
 
-        for i, res in zip(indices, _run_batch(group, group_progress, roots), strict=True):
+        for i, res in zip(indices, _run_batch(group, group_progress, roots, checkpoint), strict=True):
             results[i] = res
         offset += group_total
     if progress is not None:
@@ -149,7 +155,8 @@ class _Schedule:
 
 
 def _run_batch(
-    reqs: list[SimulationRequest], progress: ProgressCallback, roots: str | None = None
+    reqs: list[SimulationRequest], progress: ProgressCallback, roots: str | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> list[SimulationResult]:
     t_start = time.perf_counter()
     r0 = reqs[0]
@@ -201,6 +208,8 @@ def _run_batch(
     progress_every = max(1, T // 100)
     with ignore_fp(xp):
         for i in range(T + 1):
+            if checkpoint is not None:
+                checkpoint()
             current: dict[str, tuple[np.ndarray, Any]] = {}
             for st in states.values():
                 if st.idx.size:

@@ -11,16 +11,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from dynamics.result import RANGE_METRICS
-from models.tables import Run, RunSummary, Sweep
+from models.tables import BIGINTEGER_MAX, Run, RunSummary, Sweep
 
 #: indexed request parameters: exact value, ``<name>_min`` and ``<name>_max``
 RUN_RANGES: tuple[str, ...] = ("d", "rank", "gamma_sigma2", "gamma_w", "sigma2", "width")
@@ -178,18 +179,38 @@ def decode_cursor(cursor: str, q: RunQuery) -> tuple[Any, uuid.UUID]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw)
         sort, dyn, key, run_id = data["s"], data["y"], data["k"], uuid.UUID(data["id"])
-    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+    except (binascii.Error, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        # (UnicodeDecodeError is a ValueError; an id that is not a string fails in UUID with AttributeError)
         raise BadCursor("not a cursor of this API (pass next_cursor back unchanged)") from exc
     if sort != q.sort or dyn != q.dynamics:
         raise BadCursor(f"the cursor was made for sort={sort} dynamics={dyn}, not sort={q.sort} dynamics={q.dynamics}")
     if key is not None and q.sort_key == "created_at":
         try:
             key = datetime.fromisoformat(key)
-        except (TypeError, ValueError) as exc:
+            if key.tzinfo is not None:
+                key = key.astimezone(UTC)
+        except (TypeError, ValueError, OverflowError) as exc:
             raise BadCursor("not a cursor of this API (pass next_cursor back unchanged)") from exc
-    elif key is not None and (not isinstance(key, (str, int, float)) or (isinstance(key, str) and "\x00" in key)):
+    elif key is not None and not _key_fits(q.sort_key, key):
         raise BadCursor("not a cursor of this API (pass next_cursor back unchanged)")
     return key, run_id
+
+
+def _key_fits(sort_key: str, key: Any) -> bool:
+    """A cursor's key is of its sort column's type (a string for a text column, a number for a numeric one),
+    so the database never compares across types; a string holds no NUL and no lone surrogate."""
+    table = RunSummary if sort_key in SUMMARY_RANGES else Run
+    if table.__table__.c[sort_key].type.python_type is str:
+        if not isinstance(key, str) or "\x00" in key:
+            return False
+        try:
+            key.encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(key, bool) or not isinstance(key, (int, float)):
+        return False
+    return abs(key) <= BIGINTEGER_MAX if isinstance(key, int) else math.isfinite(key)
 
 
 def sweep_page(

@@ -9,16 +9,14 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Update, case, select, update
+from sqlalchemy import CursorResult, Update, case, func, select, update
 from sqlalchemy.orm import Session
 
 from dynamics import SimulationRequest, regime
 from models.base import RunStatus, utcnow
-from models.tables import Run
+from models.tables import REUSABLE, Run
 
 ACTIVE = (RunStatus.queued, RunStatus.running)
-#: statuses whose run answers a resubmission of the same request (a failed or cancelled run is retried)
-REUSABLE = (RunStatus.queued, RunStatus.running, RunStatus.succeeded, RunStatus.diverged)
 
 
 def new_run(request: SimulationRequest, *, sweep_id: uuid.UUID | None = None) -> Run:
@@ -31,10 +29,12 @@ def run_row(request: SimulationRequest, *, sweep_id: uuid.UUID | None = None) ->
     assert request.gamma_sigma2 is not None and request.gamma_w is not None
     assert request.sigma2 is not None and request.width is not None
     reg = regime(request.gamma_sigma2, request.gamma_w, request.width, request.rank)
+    now = utcnow()
     return {
         "id": uuid.uuid4(),
         "sweep_id": sweep_id,
-        "created_at": utcnow(),
+        "created_at": now,
+        "queued_at": now,
         "status": RunStatus.queued,
         "attempts": 0,
         "request": request.normalized(),
@@ -131,6 +131,12 @@ def claim_runs(session: Session, run_ids: Sequence[uuid.UUID], *, fresh_s: float
     """``claim_run`` for each id (in a fixed order, so two workers lock rows alike); the runs that may run."""
     claimed = (claim_run(session, run_id, fresh_s=fresh_s) for run_id in sorted(set(run_ids)))
     return [run for run in claimed if run is not None]
+
+
+def count_running(session: Session, run_ids: Sequence[uuid.UUID]) -> int:
+    """How many of these runs are running (0: all were cancelled, or finished)."""
+    stmt = select(func.count()).select_from(Run).where(Run.id.in_(run_ids), Run.status == RunStatus.running)
+    return int(session.scalar(stmt) or 0)
 
 
 def record_batch_progress(session: Session, run_ids: Sequence[uuid.UUID], step: int) -> int:

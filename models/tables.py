@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Double,
     ForeignKey,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -33,6 +35,9 @@ from models.base import Base, RunStatus, TaskOutcome, UtcDateTime, status_type, 
 NAME_LENGTH = 200
 TAG_KEY_LENGTH = 100
 TAG_VALUE_LENGTH = 200
+#: the largest value of an Integer and of a BigInteger column (PostgreSQL's 32- and 64-bit integers)
+INTEGER_MAX = 2**31 - 1
+BIGINTEGER_MAX = 2**63 - 1
 
 
 class Sweep(Base):
@@ -58,8 +63,19 @@ class Sweep(Base):
         return {t.key: t.value for t in self.tag_rows}
 
 
+#: statuses whose run answers a resubmission of the same request (a failed or cancelled run is retried)
+REUSABLE = (RunStatus.queued.value, RunStatus.running.value, RunStatus.succeeded.value, RunStatus.diverged.value)
+#: at most one reusable run per dedup_key, enforced by the database (one request, one run, however many
+#: identical submissions race); the predicate is plain SQL, the same on PostgreSQL and SQLite
+_REUSABLE_SQL = "status IN ({})".format(", ".join(f"'{s}'" for s in REUSABLE))
+
+
 class Run(Base):
     __tablename__ = "runs"
+    __table_args__ = (
+        Index("uq_runs_dedup_key_reusable", "dedup_key", unique=True,
+              postgresql_where=text(_REUSABLE_SQL), sqlite_where=text(_REUSABLE_SQL)),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     sweep_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
@@ -70,16 +86,19 @@ class Run(Base):
     status: Mapped[RunStatus] = mapped_column(status_type(RunStatus), default=RunStatus.queued, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # written by a live worker (reaper.py)
+    queued_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # its task last sent (None: at created_at)
 
     # the request, whole and normalised, its identity, and the parameters people filter on
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
     cache_key: Mapped[str] = mapped_column(String(64), index=True)
+    #: the cache key of a run that answers resubmissions (None: a sweep's run, or one submitted with force)
+    dedup_key: Mapped[str | None] = mapped_column(String(64))
     d: Mapped[int] = mapped_column(Integer, index=True)
     rank: Mapped[int] = mapped_column(Integer, index=True)
     gamma_sigma2: Mapped[float] = mapped_column(Double, index=True)
     gamma_w: Mapped[float] = mapped_column(Double, index=True)
     sigma2: Mapped[float] = mapped_column(Double, index=True)
-    width: Mapped[int] = mapped_column(Integer, index=True)
+    width: Mapped[int] = mapped_column(BigInteger, index=True)  # w = floor(d^gamma_w) may exceed 2^31
     dynamics: Mapped[str] = mapped_column(String(64))  # comma-separated, canonical order
     backend_requested: Mapped[str] = mapped_column(String(16))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any, TypeVar
@@ -12,6 +13,8 @@ from starlette.concurrency import run_in_threadpool
 
 from core import Settings
 from service.queue import RunQueue
+
+log = logging.getLogger(__name__)
 
 
 async def get_app_settings(request: Request) -> Settings:
@@ -26,7 +29,8 @@ SessionmakerDep = Annotated[sessionmaker[Session], Depends(get_sessionmaker_dep)
 
 
 async def get_db(factory: SessionmakerDep) -> AsyncIterator[Session]:
-    """One session per request, closed (and rolled back if not committed) when the response is sent.
+    """One session per request, closed (and rolled back if not committed) when the response is sent; a failure
+    to close (the connection dropped meanwhile: the pool discards it) is logged, never raised.
 
     Made on the event loop (a new session does no I/O); closed there too unless it holds a connection, whose
     release (a rollback) is database I/O and goes to the thread pool. So a request costs no thread-pool
@@ -35,10 +39,13 @@ async def get_db(factory: SessionmakerDep) -> AsyncIterator[Session]:
     try:
         yield session
     finally:
-        if session.in_transaction():
-            await run_in_threadpool(session.close)
-        else:
-            session.close()
+        try:
+            if session.in_transaction():
+                await run_in_threadpool(session.close)
+            else:
+                session.close()
+        except Exception:  # noqa: BLE001 - the response is built: a connection lost meanwhile must not break it
+            log.warning("closing a database session failed; its connection is discarded", exc_info=True)
 
 
 async def get_queue(request: Request) -> RunQueue:

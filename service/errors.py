@@ -58,6 +58,18 @@ def queue_unreachable(exc: Exception) -> HTTPException:
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"job queue unreachable: {exc}")
 
 
+def sendable(value: Any) -> Any:
+    """``value`` with every string made encodable (a lone surrogate written as ``\\ud800``), so that an error
+    that names what it refuses (a key, a field) can always be sent back."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode()
+    if isinstance(value, dict):
+        return {sendable(k): sendable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [sendable(v) for v in value]
+    return value
+
+
 # ---- handlers ---------------------------------------------------------------------------------------------
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     """FastAPI's own 422s (query and path parameters) in the shape of the request's: loc, field, msg, type."""
@@ -71,19 +83,21 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         if err.get("type") == "extra_forbidden" and loc[:1] == ["query"]:
             msg = f"unknown query parameter {field!r}"
         detail.append(field_error(loc, field, msg, err.get("type")))
-    return JSONResponse({"detail": detail}, status_code=UNPROCESSABLE)
+    return JSONResponse({"detail": sendable(detail)}, status_code=UNPROCESSABLE)
 
 
 _UNPARSABLE = "There was an error parsing the body"  # FastAPI's 400 for a body it cannot decode
 
 
 async def _http_error(request: Request, exc: Exception) -> Any:
-    """A body FastAPI cannot parse is a 422 (json_invalid) like every other bad body; the rest as usual."""
+    """A body FastAPI cannot parse is a 422 (json_invalid) like every other bad body; the rest as usual, with a
+    detail that names odd input (a key holding a lone surrogate) made sendable."""
     from fastapi.exception_handlers import http_exception_handler
 
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400 and exc.detail == _UNPARSABLE:
         return JSONResponse({"detail": [invalid_json()]}, status_code=UNPROCESSABLE)
+    exc.detail = sendable(exc.detail)
     return await http_exception_handler(request, exc)
 
 

@@ -7,7 +7,7 @@ import itertools
 import math
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,9 @@ class Grid:
 
     axes: dict[str, list[Any]]
     requests: list[SimulationRequest]
+    #: the base as every point uses it: without the keys an axis gives (stored as the sweep's base, so nothing
+    #: stored went unvalidated)
+    base: dict[str, Any] = field(default_factory=dict)
 
 
 def axis_values(spec: AxisSpec) -> list[Any]:
@@ -90,7 +93,7 @@ def expand(body: SweepCreate, limits: Limits, max_points: int) -> Grid:
             if v in seen:
                 raise GridError([field_error(["body", "axes", a], a, f"axis {a} has the value {v} twice")])
             seen.add(v)
-    return Grid(axes=dict(zip(names, canonical, strict=True)), requests=requests)
+    return Grid(axes=dict(zip(names, canonical, strict=True)), requests=requests, base=base)
 
 
 def _check_axes(body: SweepCreate, max_points: int) -> None:

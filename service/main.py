@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import sessionmaker
 
 from core import Settings, get_settings, make_engine
-from service import errors, metrics, security
+from service import errors, faults, metrics, security
 from service.queue import RunQueue
 from service.routers import meta, runs, sweeps
 
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sweeps.router)
     security.install(app, settings)  # API keys and body limit, for every route (service/security.py)
     metrics.install(app, settings)  # GET /metrics and the latency of every request (service/metrics.py)
+    faults.install(app)  # a dropped database connection: a read retried once, else 503 (service/faults.py)
     return app
 
 

@@ -35,6 +35,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: always open: liveness, and the description of the API
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+#: a 503 for a database that is away for a moment asks the client to try again after this long (seconds)
+RETRY_AFTER_S = 1
+RETRY_AFTER = (b"retry-after", str(RETRY_AFTER_S).encode())
 
 
 async def send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -81,7 +84,8 @@ class ApiKeyAuth:
                 [(b"www-authenticate", b'Bearer realm="lindyn", error="invalid_request"')],
             )
         if verdict == "unavailable":
-            return await send_json(send, 503, {"detail": "API keys cannot be checked: database unreachable"})
+            return await send_json(send, 503, {"detail": "API keys cannot be checked: database unreachable"},
+                                   [RETRY_AFTER])
         message = "this API key was revoked" if verdict == "revoked" else "invalid API key"
         return await send_json(send, 403, {"detail": message})
 

@@ -88,9 +88,10 @@ class Reaper:
     """The periodic requeue of stale runs and pruning of old task records, a daemon thread of the worker's main
     process."""
 
-    def __init__(self, settings: Settings, app: Any) -> None:
+    def __init__(self, settings: Settings, app: Any, queues: set[str] | None = None) -> None:
         self.settings = settings
         self.app = app
+        self.queues = queues  # the queues this worker takes: only their stranded runs are sent again
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="lindyn-reaper", daemon=True)
 
@@ -100,7 +101,7 @@ class Reaper:
     def once(self) -> int:
         """One round: requeue the stale runs (how many), then prune the task records."""
         factory = get_sessionmaker(self.settings.db_url, self.settings.sqlite_busy_timeout_ms)
-        n = reap(factory, self.settings.stale_after_s, self.send)
+        n = reap(factory, self.settings.stale_after_s, self.send, queues=self.queues)
         if keep_days := self.settings.task_history_days:
             in_transaction(factory, lambda s: prune_task_executions(s, keep_days))
         return n
@@ -120,6 +121,14 @@ class Reaper:
 _REAPER: list[Reaper] = []
 
 
+def _consumed_queues(consumer: Any) -> set[str] | None:
+    """The names of the queues the worker takes (``--queues``); None when they cannot be told."""
+    try:
+        return set(consumer.app.amqp.queues.consume_from) or None
+    except AttributeError:
+        return None
+
+
 @worker_ready.connect
 def _start_reaper(sender: Any = None, **_: Any) -> None:
     settings = get_settings()
@@ -127,7 +136,7 @@ def _start_reaper(sender: Any = None, **_: Any) -> None:
         return
     from workers.celery_app import celery_app
 
-    reaper = Reaper(settings, celery_app)
+    reaper = Reaper(settings, celery_app, _consumed_queues(sender))
     reaper.thread.start()
     _REAPER.append(reaper)
 

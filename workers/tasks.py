@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -17,13 +18,21 @@ from celery import Task
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import Settings, get_sessionmaker, get_settings, session_scope
-from core.db import in_transaction
+from core.db import in_transaction, is_disconnect
 from core.jobs import SIMULATE_BATCH_TASK, SIMULATE_RUN_TASK
 from dynamics import SimulationRequest, SimulationResult, simulate, simulate_batch
 from models.base import utcnow
 from models.executions import SKIPPED, TaskOutcome, record_task_execution, task_outcome
 from models.results import store_result
-from models.runs import claim_run, claim_runs, fail_run, fail_runs, record_batch_progress, record_progress
+from models.runs import (
+    claim_run,
+    claim_runs,
+    count_running,
+    fail_run,
+    fail_runs,
+    record_batch_progress,
+    record_progress,
+)
 from workers.celery_app import celery_app
 
 log = logging.getLogger(__name__)
@@ -73,6 +82,43 @@ class BatchProgressWriter(ProgressWriter):
             return record_batch_progress(session, self.run_ids, batch_step(step, self.steps)) > 0
 
 
+class CancelWatch:
+    """A daemon thread that looks every ``interval_s`` whether any of the runs is still running, and the
+    checkpoint the step loop calls before every step: it only reads a flag (no I/O), and raises RunCancelled
+    once the thread found none running (cancelled: by a single cancel, or the sweep's). So a cancelled run
+    stops within one step of being seen, however rarely it reports progress, and frees its worker."""
+
+    def __init__(self, settings: Settings, run_ids: Sequence[uuid.UUID]) -> None:
+        self.factory = get_sessionmaker(settings.db_url, settings.sqlite_busy_timeout_ms)
+        self.run_ids = list(run_ids)
+        self.interval_s = settings.cancel_poll_interval_s
+        self.cancelled = threading.Event()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="lindyn-cancel-watch", daemon=True)
+
+    def __call__(self) -> None:
+        if self.cancelled.is_set():
+            raise RunCancelled(str(self.run_ids[0]))
+
+    def __enter__(self) -> CancelWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(self.interval_s):
+            try:
+                with self.factory() as session:
+                    if count_running(session, self.run_ids) == 0:
+                        self.cancelled.set()
+                        return
+            except Exception:  # noqa: BLE001 - the database away for a moment: look again next time
+                log.warning("looking for a cancel of %d run(s) failed", len(self.run_ids), exc_info=True)
+
+
 def batch_step(done: int, steps: Sequence[int]) -> int:
     """The smallest i with sum(min(s, i) for s in steps) >= done: the step a batch of points with these
     step limits reached after ``done`` point-steps."""
@@ -96,15 +142,19 @@ def execute_run(run_id: uuid.UUID, settings: Settings | None = None) -> str:
     """Claim the run, simulate it, store the result; returns the final status (or ``skipped``)."""
     settings = settings or get_settings()
     factory = get_sessionmaker(settings.db_url, settings.sqlite_busy_timeout_ms)
-    with session_scope(factory) as session:
+
+    def claim(session: Session) -> dict[str, Any] | None:
         run = claim_run(session, run_id, fresh_s=settings.stale_after_s)  # not a live run twice
-        if run is None:
-            log.info("run %s is not queued or running: skipped", run_id)
-            return SKIPPED
-        stored_request = dict(run.request)
+        return None if run is None else dict(run.request)
+
+    stored_request = in_transaction(factory, claim)  # retried on a dropped connection, like every write
+    if stored_request is None:
+        log.info("run %s is not queued or running: skipped", run_id)
+        return SKIPPED
     try:
         request = load_request(stored_request, settings)
-        result = simulate(request, progress=ProgressWriter(settings, run_id))
+        with CancelWatch(settings, [run_id]) as watch:
+            result = simulate(request, progress=ProgressWriter(settings, run_id), checkpoint=watch)
     except RunCancelled:
         log.info("run %s was cancelled while running", run_id)
         return "cancelled"
@@ -136,9 +186,12 @@ def execute_batch(run_ids: Sequence[uuid.UUID], settings: Settings | None = None
     settings = settings or get_settings()
     factory = get_sessionmaker(settings.db_url, settings.sqlite_busy_timeout_ms)
     outcome = {str(run_id): SKIPPED for run_id in run_ids}
-    with session_scope(factory) as session:
+
+    def claim(session: Session) -> list[tuple[uuid.UUID, dict[str, Any]]]:
         runs = claim_runs(session, run_ids, fresh_s=settings.stale_after_s)  # not a live run twice
-        claimed = [(run.id, dict(run.request)) for run in runs]
+        return [(run.id, dict(run.request)) for run in runs]
+
+    claimed = in_transaction(factory, claim)  # retried on a dropped connection, like every write
     requests: dict[uuid.UUID, SimulationRequest] = {}
     for run_id, stored in claimed:
         try:
@@ -153,7 +206,8 @@ def execute_batch(run_ids: Sequence[uuid.UUID], settings: Settings | None = None
     ids = list(requests)
     progress = BatchProgressWriter(settings, ids, [r.steps for r in requests.values()])
     try:
-        results = simulate_batch(list(requests.values()), progress=progress)
+        with CancelWatch(settings, ids) as watch:
+            results = simulate_batch(list(requests.values()), progress=progress, checkpoint=watch)
     except RunCancelled:
         log.info("batch of %d runs was cancelled while running", len(ids))
         outcome.update({str(run_id): "cancelled" for run_id in ids})
@@ -195,10 +249,31 @@ def recorded(task: Task, settings: Settings, runs: int) -> Iterator[list[str]]:
             log.exception("task %s (%s): its execution could not be recorded", task.name, task.request.id)
 
 
+@contextmanager
+def retried_when_database_down(task: Task) -> Iterator[None]:
+    """A task whose database stayed unreachable through ``in_transaction``'s retries (its claim failed, so
+    nothing ran) is sent again later rather than acknowledged as done: ``task.retry`` publishes a copy with a
+    countdown before the original is acknowledged. After ``DB_DOWN_RETRIES`` copies it gives up; the reaper
+    sends the runs again once the database is back (they are still queued)."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_disconnect(exc):
+            raise
+        log.warning("task %s: the database is unreachable (%s); sent again in %ds", task.request.id,
+                    type(exc).__name__, DB_DOWN_COUNTDOWN_S)
+        raise task.retry(exc=exc, countdown=DB_DOWN_COUNTDOWN_S, max_retries=DB_DOWN_RETRIES) from exc
+
+
+#: a task that found the database down is sent again after this long, at most this many times
+DB_DOWN_COUNTDOWN_S = 5
+DB_DOWN_RETRIES = 20
+
+
 @celery_app.task(name=SIMULATE_RUN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def simulate_run(self: Task, run_id: str) -> str:
     settings = get_settings()
-    with recorded(self, settings, runs=1) as statuses:
+    with retried_when_database_down(self), recorded(self, settings, runs=1) as statuses:
         statuses.append(execute_run(uuid.UUID(run_id), settings))
     return statuses[0]
 
@@ -206,7 +281,7 @@ def simulate_run(self: Task, run_id: str) -> str:
 @celery_app.task(name=SIMULATE_BATCH_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def simulate_batch_runs(self: Task, run_ids: list[str]) -> dict[str, str]:
     settings = get_settings()
-    with recorded(self, settings, runs=len(run_ids)) as statuses:
+    with retried_when_database_down(self), recorded(self, settings, runs=len(run_ids)) as statuses:
         outcome = execute_batch([uuid.UUID(r) for r in run_ids], settings)
         statuses.extend(outcome.values())
     return outcome

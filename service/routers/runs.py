@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from dynamics.request import DynamicsName, InvalidRequest, parse_request
@@ -53,7 +54,7 @@ async def submission(request: Request, settings: SettingsDep) -> RunSubmission:
     """The body, parsed once as a RunSubmission with the configured limits; 422 naming each bad field."""
     try:
         data = json.loads(await request.body())
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than Python's stack
         raise errors.unprocessable([errors.invalid_json(f"body is not valid JSON: {exc}")]) from exc
     try:
         return parse_request(data, settings.limits, RunSubmission)
@@ -97,15 +98,23 @@ def submit_run(
     Labels are not part of the run's identity: a resubmission answered by an earlier run keeps its labels."""
     sim = body.simulation_request()
     existing = None if force else find_reusable_run(session, sim.cache_key())
+    if existing is None:
+        run = new_run(sim)
+        run.dedup_key = None if force else run.cache_key  # unique among reusable runs: one request, one run
+        run.name = body.name
+        run.tag_rows = [RunTag(key=k, value=v) for k, v in sorted(body.tags.items())]
+        session.add(run)
+        try:
+            session.commit()
+        except IntegrityError:  # an identical submission committed its run first: that run answers this one
+            session.rollback()
+            existing = find_reusable_run(session, sim.cache_key())
+            if existing is None:
+                raise
     if existing is not None:
         response.status_code = status.HTTP_200_OK
         run = existing
     else:
-        run = new_run(sim)
-        run.name = body.name
-        run.tag_rows = [RunTag(key=k, value=v) for k, v in sorted(body.tags.items())]
-        session.add(run)
-        session.commit()
         try:
             queue.enqueue(run)
         except Exception as exc:  # the broker is down: the run can never start

@@ -62,7 +62,7 @@ def submit_sweep(
     are found by `sweep_id` on GET /v1/runs."""
     body, grid = submitted
     sweep, run_ids = create_sweep(
-        session, name=body.name, base_request=body.base, axes=grid.axes, requests=grid.requests, tags=body.tags
+        session, name=body.name, base_request=grid.base, axes=grid.axes, requests=grid.requests, tags=body.tags
     )
     session.commit()
     tasks = chunks(run_ids, grid.requests, body.chunk_size or settings.sweep_chunk_size)

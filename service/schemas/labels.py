@@ -13,10 +13,26 @@ from service.errors import field_error
 
 
 def check_text(text: str) -> str:
-    """Text stored or searched for as it is: no NUL character (PostgreSQL cannot hold one in a string)."""
+    """Text stored or searched for as it is: no NUL character (PostgreSQL cannot hold one in a string), no lone
+    surrogate (JSON's "\\ud800": not Unicode text, which no database stores)."""
     if "\x00" in text:
         raise PydanticCustomError("value_error", "must not contain the NUL character (\\x00)")
+    if not is_unicode(text):
+        raise PydanticCustomError("value_error", LONE_SURROGATE)
     return text
+
+
+#: why a string with a lone surrogate is refused
+LONE_SURROGATE = "must be Unicode text: a lone surrogate (such as \\ud800) is not"
+
+
+def is_unicode(text: str) -> bool:
+    """True unless the string holds a lone surrogate (JSON can write one; UTF-8 cannot)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 #: a string that reaches the database as it is (a label, or a filter on one)
@@ -33,6 +49,8 @@ def check_tags(tags: dict[str, str]) -> dict[str, str]:
         reason = None
         if "\x00" in key or "\x00" in value:
             reason = f"tag {key!r}: key and value must not contain the NUL character (\\x00)"
+        elif not (is_unicode(key) and is_unicode(value)):
+            reason = f"tag {key!r}: key and value {LONE_SURROGATE}"
         elif not key or len(key) > TAG_KEY_LENGTH or "=" in key:
             reason = f"tag key {key!r}: 1 to {TAG_KEY_LENGTH} characters, without '='"
         elif len(value) > TAG_VALUE_LENGTH:

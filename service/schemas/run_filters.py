@@ -8,16 +8,21 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic_core import PydanticCustomError
 
 from dynamics.request import NUMERIC_FIELDS, DynamicsName
 from dynamics.result import RANGE_METRICS, Quantity
 from models import RunStatus
+from models.tables import BIGINTEGER_MAX, INTEGER_MAX
 from models.queries import DEFAULT_SORT, RUN_RANGES, SORTS, SUMMARY_RANGES, RunQuery
 from service.errors import field_error
 from service.schemas.labels import Text, name_filter, parse_tag_filters, tag_filter
 
 MAX_PAGE = 500
+
+#: an integer parameter beyond its column's range is a 422 naming it (not a database error): width is 64-bit
+_INT_MAX: dict[str, int] = {"width": BIGINTEGER_MAX}
 
 SortName = Literal[SORTS]  # type: ignore[valid-type]
 
@@ -27,7 +32,7 @@ class _RunFiltersBase(BaseModel):
 
     limit: int = Field(50, ge=1, le=MAX_PAGE, description="page size")
     cursor: str | None = Field(None, description="next_cursor of the previous page (same filters and sort)")
-    offset: int = Field(0, ge=0, description="rows to skip (without a cursor); prefer the cursor")
+    offset: int = Field(0, ge=0, le=BIGINTEGER_MAX, description="rows to skip (without a cursor); prefer the cursor")
     sort: SortName = Field(  # type: ignore[valid-type]
         DEFAULT_SORT,
         description="sort key, '-' for descending; ties are broken by id, rows with no value come last. "
@@ -44,6 +49,26 @@ class _RunFiltersBase(BaseModel):
     created_after: datetime | None = Field(None, description="created at or after (ISO 8601)")
     created_before: datetime | None = Field(None, description="created before (ISO 8601)")
 
+    @field_validator("created_after", "created_before")
+    @classmethod
+    def _in_utc(cls, v: datetime | None) -> datetime | None:
+        """The time in UTC (one without a zone is UTC); a 422 when it has none (9999-12-31T23:59:59-14:00)."""
+        if v is None:
+            return v
+        try:
+            return v.astimezone(UTC) if v.tzinfo is not None else v.replace(tzinfo=UTC)
+        except OverflowError as exc:
+            raise PydanticCustomError("value_error", "{t} is beyond the last representable time in UTC",
+                                      {"t": v.isoformat()}) from exc
+
+
+def _in_range(name: str, typ: type, description: str) -> Any:
+    """An optional filter parameter; an integer one bounded by its column's range."""
+    if typ is not int:
+        return (typ | None, Field(None, description=description))
+    top = _INT_MAX.get(name, INTEGER_MAX)
+    return (int | None, Field(None, ge=-top - 1, le=top, description=description))
+
 
 def run_filters_model(
     params: Sequence[str] = RUN_RANGES, metrics: Sequence[Quantity] = RANGE_METRICS
@@ -53,13 +78,13 @@ def run_filters_model(
     fields: dict[str, Any] = {}
     for name in params:
         typ = NUMERIC_FIELDS[name]
-        fields[name] = (typ | None, Field(None, description=f"{name} equal to this"))
-        fields[f"{name}_min"] = (typ | None, Field(None, description=f"{name} >= this"))
-        fields[f"{name}_max"] = (typ | None, Field(None, description=f"{name} <= this"))
+        fields[name] = _in_range(name, typ, f"{name} equal to this")
+        fields[f"{name}_min"] = _in_range(name, typ, f"{name} >= this")
+        fields[f"{name}_max"] = _in_range(name, typ, f"{name} <= this")
     for q in metrics:
         what = f"{q.name} ({q.title}) of `dynamics`"
-        fields[f"{q.name}_min"] = (q.type | None, Field(None, description=f"{what} >= this"))
-        fields[f"{q.name}_max"] = (q.type | None, Field(None, description=f"{what} <= this"))
+        fields[f"{q.name}_min"] = _in_range(q.name, q.type, f"{what} >= this")
+        fields[f"{q.name}_max"] = _in_range(q.name, q.type, f"{what} <= this")
     return create_model("RunFilters", __base__=_RunFiltersBase, **fields)
 
 
@@ -94,9 +119,6 @@ def query_of(filters: BaseModel) -> tuple[RunQuery, list[dict[str, Any]]]:
             error("sort", f"sort={sort} sorts by a summary metric: give dynamics= too (e.g. dynamics=gd)")
     if f["cursor"] is not None and f["offset"]:
         error("offset", "give either cursor or offset, not both")
-    for n in ("created_after", "created_before"):
-        if f[n] is not None and f[n].tzinfo is None:  # a time without a zone is UTC
-            f[n] = f[n].replace(tzinfo=UTC)
     q = RunQuery(
         statuses=[s.value for s in f["status"]] if f["status"] else None,
         sweep_id=f["sweep_id"],

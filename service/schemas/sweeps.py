@@ -6,13 +6,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from dynamics.request import FiniteFloat
 from models import Sweep
 from models.sweeps import SweepState
-from service.schemas.labels import Name, Tags, Text, name_filter, tag_filter
+from models.tables import BIGINTEGER_MAX
+from service.schemas.labels import LONE_SURROGATE, Name, Tags, Text, is_unicode, name_filter, tag_filter
 from service.schemas.run_filters import MAX_PAGE
 
 #: queued: no run started; running: some runs queued or running; finished: every run finished (see the
@@ -77,6 +78,14 @@ class SweepCreate(BaseModel):
     chunk_size: int | None = Field(
         None, ge=1, description="grid points per worker task, run as one stacked batch (default: the server's)"
     )
+
+    @field_validator("base", "axes")
+    @classmethod
+    def _unicode_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """Keys are Unicode text (a lone surrogate is refused here, before it is named in any other error)."""
+        if not all(is_unicode(k) for k in v):
+            raise PydanticCustomError("value_error", "a key {reason}", {"reason": LONE_SURROGATE})
+        return v
 
 
 class SweepCreated(BaseModel):
@@ -163,6 +172,6 @@ class SweepFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(50, ge=1, le=MAX_PAGE, description="page size")
-    offset: int = Field(0, ge=0, description="sweeps to skip")
+    offset: int = Field(0, ge=0, le=BIGINTEGER_MAX, description="sweeps to skip")
     name: Text | None = name_filter("sweeps")
     tag: list[Text] | None = tag_filter("sweeps")

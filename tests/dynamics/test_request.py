@@ -123,3 +123,22 @@ def test_validation_is_idempotent(kw: dict) -> None:
     assert again.normalized() == r.normalized()
     assert again.cache_key() == r.cache_key()
     assert SimulationRequest.model_validate(again.normalized()).normalized() == r.normalized()
+
+
+def test_the_run_time_estimate_and_its_limit() -> None:
+    """estimated_flops is the model of docs/reliability.md, exactly; a run estimated over max_run_seconds is
+    refused on steps with the estimate in the message (the issue's d = 4096, 100 steps, GD + self-consistent)."""
+    req = SimulationRequest(d=10, rank=2, gamma_sigma2=-1.5, gamma_w=2.0, steps=9, spectrum_every=3,
+                            dynamics=["gd", "self_consistent"])
+    n = req.inner_width
+    spectra = 9 // 3 + 2
+    assert req.estimated_flops == 10 * (6 * 100 * n) + spectra * 10 * 1000 + 10 * 16 * 1000 + spectra * 10 * 1000
+    big = {"d": 4096, "rank": 5, "gamma_sigma2": -1.85, "gamma_w": 2.25, "steps": 100,
+           "dynamics": ["gd", "self_consistent"]}
+    with pytest.raises(ValidationError) as exc:
+        SimulationRequest.model_validate(big)
+    (detail,) = error_details(exc.value)
+    assert detail["loc"] == ["steps"] and "would take about" in detail["msg"] and "over the limit of 3600 s" in detail["msg"]
+    fast = Limits(flops_per_second=1e15)
+    assert SimulationRequest.model_validate(big, context={"limits": fast}).d == 4096
+    assert SimulationRequest.model_validate(big, context={"limits": Limits(max_run_seconds=None)}).d == 4096

@@ -227,3 +227,28 @@ def test_vectorised_stop_codes_equal_the_scalar_rule() -> None:
             assert CODES[codes[p]] == expect, (p, i)
             seen.add(expect)
     assert seen == set(CODES)
+
+
+def test_the_checkpoint_is_called_before_every_step_and_stops_the_run() -> None:
+    """A checkpoint that raises at step 7 stops the run there (a cancel seen within one step); one that does
+    not raise changes nothing."""
+
+    class Stop(Exception):
+        pass
+
+    req = SimulationRequest(d=8, rank=2, gamma_sigma2=-1.5, gamma_w=2.0, steps=500, stopping="none",
+                            dynamics=["gd", "self_consistent"])
+    calls: list[int] = []
+    progress: list[int] = []
+
+    def checkpoint() -> None:
+        calls.append(1)
+        if len(calls) == 8:  # before step 7 (steps 0..6 done)
+            raise Stop
+
+    with pytest.raises(Stop):
+        simulate(req, progress=lambda done, total: progress.append(done), checkpoint=checkpoint)
+    assert len(calls) == 8 and progress == [5]  # progress comes every 5 steps: once before the stop at step 7
+    counted: list[int] = []
+    assert simulate(req, checkpoint=lambda: counted.append(1)).summaries == simulate(req).summaries
+    assert len(counted) == 501  # steps 0..500

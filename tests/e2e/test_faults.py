@@ -270,3 +270,38 @@ def test_postgres_connections_dropped_during_a_run(
             assert conn.scalar(select(func.count()).select_from(Run)) == 1
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_queued_runs_whose_messages_were_lost_still_run(
+    postgres_url: str, own_redis: RedisServer, processes: Processes, tmp_path: Path
+) -> None:
+    """Runs queued with no worker, then Redis flushed (as a restart without persistence would): their messages
+    are gone. The worker's reaper finds them waiting past the stale limit with no worker busy, sends them
+    again, and each runs once; a resubmission meanwhile is answered with the same run."""
+    import redis
+
+    env = service_env(tmp_path, postgres_url, own_redis.url, LINDYN_REAPER_INTERVAL_S="1",
+                      LINDYN_VISIBILITY_TIMEOUT_S="300")
+    migrate(env)
+    api = start_api(processes, env)
+    bodies = [{**LONG, "steps": 200, "record_every": 50, "seed": i} for i in range(4)]
+    ids = [api.http.post("/v1/runs", json=b).json()["id"] for b in bodies]
+    client = redis.Redis.from_url(own_redis.url)
+    assert client.llen("cpu") == 4
+    client.flushdb()
+    client.close()
+    again = api.http.post("/v1/runs", json=bodies[0])
+    assert again.status_code == 200 and again.json()["id"] == ids[0]
+    start_worker(processes, "worker", env)
+    for rid, body in zip(ids, bodies, strict=True):
+        run = wait_terminal(api, rid, 120)
+        assert run["status"] == "succeeded" and run["attempts"] == 1 and run["error"] is None, run
+        assert_stored_once(postgres_url, rid, body)
+    assert processes.log("worker").count("its task sent again") == 4
+    engine = create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(Run)) == 4
+    finally:
+        engine.dispose()

@@ -14,7 +14,7 @@ from core.db import in_transaction, is_disconnect
 from dynamics import SimulationRequest
 from models import Run
 from models.base import utcnow
-from models.reaper import beat, reap, stale_runs
+from models.reaper import beat, reap, stale_runs, stranded_runs
 from models.runs import claim_run, new_run
 
 REQ = SimulationRequest(d=10, rank=2, gamma_sigma2=-1.5, gamma_w=2.0, steps=20)
@@ -124,3 +124,48 @@ def test_a_live_run_is_not_claimed_twice(factory) -> None:  # type: ignore[no-un
     with session_scope(factory) as s:
         assert claim_run(s, dead, fresh_s=60) is None  # claiming wrote a fresh heartbeat
         assert claim_run(s, live) is not None  # without fresh_s: taken over as before
+
+
+def _queued(factory, *, waited_s: float, backend: str = "auto") -> uuid.UUID:  # type: ignore[no-untyped-def]
+    """A queued run whose task was sent ``waited_s`` ago."""
+    with session_scope(factory) as s:
+        run = new_run(REQ.model_copy(update={"seed": int(uuid.uuid4().int % 10**6), "backend": backend}))
+        run.created_at = run.queued_at = utcnow() - timedelta(seconds=waited_s)
+        s.add(run)
+    return run.id
+
+
+def test_stranded_queued_runs_are_sent_again_once(factory) -> None:  # type: ignore[no-untyped-def]
+    """A queued run that waited longer than the stale limit while no worker took anything is sent again (its
+    message may be lost: Redis restarted, the API killed before sending, a claim that failed); once per
+    stale limit, by one reaper."""
+    lost = _queued(factory, waited_s=300)
+    recent = _queued(factory, waited_s=1)
+    sent: list[tuple[uuid.UUID, str]] = []
+    with factory() as s:
+        assert stranded_runs(s, 60) == [(lost, "auto")]
+    assert reap(factory, 60, lambda r, b: sent.append((r, b))) == 1 and sent == [(lost, "auto")]
+    assert [_status(factory, r) for r in (lost, recent)] == ["queued", "queued"]
+    assert reap(factory, 60, lambda r, b: sent.append((r, b))) == 0  # sent just now: not again before 60 s
+    assert len(sent) == 1
+    with session_scope(factory) as s:  # the copy is claimed once: a second copy finds it running and beating
+        assert claim_run(s, lost, fresh_s=60) is not None
+    with session_scope(factory) as s:
+        assert claim_run(s, lost, fresh_s=60) is None
+
+
+def test_a_backlog_behind_a_busy_worker_is_not_sent_again(factory) -> None:  # type: ignore[no-untyped-def]
+    """Runs waiting behind a live worker of their queue are not stranded; another queue's are."""
+    waiting = _queued(factory, waited_s=300)
+    on_gpu = _queued(factory, waited_s=300, backend="cupy")
+    _running(factory, age_s=600, beat_age_s=1)  # a CPU worker busy with a long run
+    sent: list[uuid.UUID] = []
+    assert reap(factory, 60, lambda r, b: sent.append(r), queues={"cpu"}) == 0  # a CPU worker's reaper
+    assert reap(factory, 60, lambda r, b: sent.append(r), queues={"gpu"}) == 1 and sent == [on_gpu]
+    assert _status(factory, waiting) == "queued"
+
+
+def test_a_requeued_stale_run_is_not_also_sent_as_stranded(factory) -> None:  # type: ignore[no-untyped-def]
+    dead = _running(factory, age_s=600, beat_age_s=300)
+    sent: list[uuid.UUID] = []
+    assert reap(factory, 60, lambda r, b: sent.append(r)) == 1 and sent == [dead]  # once, not twice

@@ -113,7 +113,9 @@ def test_body_size_limit(embedded_settings: Settings) -> None:
 
 
 def test_estimated_run_size_limit(embedded_settings: Settings) -> None:
-    with make_client(embedded_settings.model_copy(update={"max_result_bytes": 10 * 2**20})) as c:
+    # the time estimate is off here (max_run_seconds=0): 20 000 steps at d = 500 would be refused for their time too
+    limits = {"max_result_bytes": 10 * 2**20, "max_run_seconds": 0}
+    with make_client(embedded_settings.model_copy(update=limits)) as c:
         big = {**BODY, "d": 500, "steps": 20_000, "spectrum_every": 1}
         r = c.post("/v1/runs", json=big)
         assert r.status_code == 422

@@ -4,6 +4,7 @@ again under the service's limits (nothing invalid is ever stored)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -20,7 +21,9 @@ SETTINGS_LIMITS = {"max_d": 64, "max_steps": 200}
 
 junk = st.one_of(st.none(), st.booleans(), st.text(max_size=5), st.lists(st.integers(), max_size=2),
                  st.dictionaries(st.text(max_size=3), st.integers(), max_size=1))
-ints = st.one_of(st.integers(min_value=-3, max_value=80), st.integers(), junk)
+ints = st.one_of(st.integers(min_value=-3, max_value=80), st.integers(), junk,
+                st.integers(2**31 - 2, 2**31 + 2), st.integers(2**63 - 2, 2**63 + 2))  # the columns' edges
+odd_text = st.text(alphabet=st.characters(categories=["L", "Cs", "Cc"]), max_size=4)
 floats = st.one_of(st.floats(min_value=-4, max_value=4), st.floats(allow_nan=True, allow_infinity=True),
                    st.integers(-3, 3), junk)
 names = st.sampled_from(["gd", "self_consistent", "lazy", "balanced", "GD", "newton", ""])
@@ -37,6 +40,9 @@ FIELDS: dict[str, Any] = {
     "stopping": st.sampled_from(["paper", "none", "never"]),
     "gd_update": st.sampled_from(["simultaneous", "sequential", "x"]),
     "unknown_field": st.integers(),
+    # labels: text with lone surrogates (JSON "\ud800") and NUL, never a 500 on either database
+    "name": st.one_of(odd_text, junk),
+    "tags": st.one_of(st.dictionaries(odd_text, odd_text, max_size=2), junk),
 }
 
 
@@ -90,3 +96,47 @@ def test_submit_never_500_never_stores_invalid(embedded_settings: Settings) -> N
         for run in s.scalars(select(Run)):
             again = SimulationRequest.model_validate(run.request, context={"limits": service_settings.limits})
             assert again.normalized() == run.request
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=3)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=2), inner, max_size=3)),
+    max_leaves=8,
+)
+cursors = st.one_of(
+    st.builds(lambda data: base64.urlsafe_b64encode(json.dumps(data).encode()).decode(), json_values),
+    st.builds(lambda k, i: base64.urlsafe_b64encode(json.dumps({"s": "d", "y": None, "k": k, "id": i}).encode())
+              .decode(), json_values, json_values),
+    st.text(max_size=8),
+)
+query_params = st.fixed_dictionaries({}, optional={
+    "d": st.integers(-(2**64), 2**64), "width": st.integers(-(2**64), 2**64), "offset": st.integers(-5, 2**64),
+    "created_after": st.sampled_from(["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "2026-01-01"]),
+    "cursor": cursors, "sort": st.sampled_from(["d", "-name", "created_at", "width"]),
+})
+
+
+def test_odd_queries_and_sweeps_never_500(embedded_settings: Settings) -> None:
+    """GET /v1/runs with integers beyond the columns, times beyond UTC and crafted cursors, and POST
+    /v1/sweeps with junk under an axis and odd keys: a 200 or a 422, never a 5xx (issue 13)."""
+    from tests.service.conftest import make_client
+
+    with make_client(embedded_settings.model_copy(update=SETTINGS_LIMITS)) as client:
+        client.post("/v1/runs", json={"d": 6, "rank": 2, "gamma_sigma2": -1.5, "gamma_w": 2.0, "steps": 5})
+
+        @settings(max_examples=150, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+        @given(params=query_params, base_seed=json_values, key=odd_text)
+        def probe(params: dict[str, Any], base_seed: Any, key: str) -> None:
+            r = client.get("/v1/runs", params=params)
+            assert r.status_code in (200, 422), (r.status_code, r.text, params)
+            body = {"base": {"d": 6, "rank": 2, "gamma_sigma2": -1.5, "gamma_w": 2.0, "steps": 5, "seed": base_seed},
+                    "axes": {"seed": {"values": [1, 2]}, **({key: {"values": [1]}} if key else {})}}
+            r = client.post("/v1/sweeps", content=json.dumps(body), headers={"content-type": "application/json"})
+            assert r.status_code in (202, 422), (r.status_code, r.text, body)
+            if r.status_code == 202:
+                assert client.get(f"/v1/sweeps/{r.json()['id']}").status_code == 200
+
+        probe()
+        deep = "[" * 999 + "]" * 999
+        assert client.post("/v1/runs", content=deep, headers={"content-type": "application/json"}).status_code == 422

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import pytest
@@ -136,3 +138,57 @@ def test_the_stored_request_runs_exactly_as_submitted(settings: Settings) -> Non
     assert execute_run(run_id, settings) == "succeeded"
     with get_sessionmaker(settings.db_url)() as s:
         assert trajectory_columns(s, s.get(Run, run_id)) == simulate(req).trajectory_columns()
+
+
+def test_cancel_stops_the_run_within_a_step_between_progress_reports(settings: Settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Progress is written only at the end here (interval one hour), so only the cancel watch (polling every
+    0.05 s) can see the cancel: the run stops long before its end and the worker is free."""
+    from workers import tasks
+
+    req = SimulationRequest(d=20, rank=2, gamma_sigma2=-1.5, gamma_w=2.0, steps=20_000, stopping="none",
+                            record_every=1000, spectrum_every=0, dynamics=["gd", "self_consistent"])
+    run_id = _queued(settings, req)
+    quiet = settings.model_copy(update={"progress_interval_s": 3600, "cancel_poll_interval_s": 0.05})
+    reports: list[int] = []
+    real_call = tasks.ProgressWriter.__call__
+
+    def counting(self, step: int, total: int) -> None:  # type: ignore[no-untyped-def]
+        reports.append(step)
+        real_call(self, step, total)
+
+    monkeypatch.setattr(tasks.ProgressWriter, "__call__", counting)
+    outcome: list[str] = []
+    worker = threading.Thread(target=lambda: outcome.append(execute_run(run_id, quiet)))
+    worker.start()
+    deadline = time.monotonic() + 120
+    while len(reports) < 3 and worker.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(reports) >= 3, "the run did not get going"
+    with session_scope(get_sessionmaker(settings.db_url)) as s:
+        assert cancel_run(s, s.get(Run, run_id))
+    worker.join(120)
+    assert outcome == ["cancelled"]
+    assert max(reports) < 20_000 // 2, reports[-3:]  # stopped long before the end (reports come every 200 steps)
+    assert _run(settings, run_id).status == "cancelled"
+
+
+def test_a_task_over_its_time_limit_fails_its_run(settings: Settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Celery raises SoftTimeLimitExceeded in a task past LINDYN_TASK_TIME_LIMIT_S: the run is failed with that
+    reason (not left running for the reaper to run again); the hard limit follows TASK_KILL_GRACE_S later."""
+    from billiard.exceptions import SoftTimeLimitExceeded
+
+    from core.jobs import TASK_KILL_GRACE_S, celery_config
+    from workers import tasks
+
+    conf = celery_config(settings.model_copy(update={"task_time_limit_s": 30.0}))
+    assert conf["task_soft_time_limit"] == 30.0 and conf["task_time_limit"] == 30.0 + TASK_KILL_GRACE_S
+    assert "task_soft_time_limit" not in celery_config(settings.model_copy(update={"task_time_limit_s": 0}))
+
+    def over_time(*_: object, **__: object) -> None:
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(tasks, "simulate", over_time)
+    run_id = _queued(settings)
+    assert execute_run(run_id, settings) == "failed"
+    run = _run(settings, run_id)
+    assert run.status == "failed" and "SoftTimeLimitExceeded" in (run.error or "")
