@@ -137,8 +137,8 @@ def test_the_run_time_estimate_and_its_limit() -> None:
            "dynamics": ["gd", "self_consistent"]}
     with pytest.raises(ValidationError) as exc:
         SimulationRequest.model_validate(big)
-    (detail,) = error_details(exc.value)
-    assert detail["loc"] == ["steps"] and "would take about" in detail["msg"] and "over the limit of 3600 s" in detail["msg"]
+    (problem,) = InvalidRequest.of(exc.value).problems
+    assert problem.loc == ("steps",) and "would take about" in problem.reason and "over the limit of 3600 s" in problem.reason
     fast = Limits(flops_per_second=1e15)
     assert SimulationRequest.model_validate(big, context={"limits": fast}).d == 4096
     assert SimulationRequest.model_validate(big, context={"limits": Limits(max_run_seconds=None)}).d == 4096
