@@ -279,7 +279,7 @@ def _advance(
     spectrum = ((spec_every > 0) & (i % np.maximum(spec_every, 1) == 0)) | stopping
 
     s2 = V = None
-    if st.name in _GRAM_DYNAMICS and not stopping.all():
+    if st.name in _GRAM_DYNAMICS:  # also when every point stops: its metrics come from eigh as on any step
         s2, V = gram_eigh(xp, A)
     rows = np.nonzero(record | spectrum)[0]  # only these points need singular values now
     if rows.size:
