@@ -206,11 +206,10 @@ def _run_batch(reqs: list[SimulationRequest], progress: ProgressCallback) -> lis
         for i in range(T + 1):
             for j in range(len(parts)):
                 current: dict[str, tuple[np.ndarray, Any]] = {}
-                for name, subs in states.items():
-                    st = subs[j]
+                for st in (subs[j] for subs in states.values()):
                     if st.idx.size:
-                        current[name] = _advance(
-                            be, st, i, Y, E, d, k, sched, logs[name], train_hist[name], test_hist[name]
+                        current[st.name] = _advance(
+                            be, st, i, Y, E, d, k, sched, logs[st.name], train_hist[st.name], test_hist[st.name]
                         )
                 if dist_hist is not None and "gd" in current and "self_consistent" in current:
                     (idx_gd, A_gd), (idx_sc, A_sc) = current["gd"], current["self_consistent"]
@@ -223,7 +222,7 @@ def _run_batch(reqs: list[SimulationRequest], progress: ProgressCallback) -> lis
             if i % progress_every == 0 and i:
                 progress(int(np.minimum(max_steps, i).sum()), int(max_steps.sum()))
 
-        firsts = {name: subs[0] for name, subs in states.items()}  # the records of the minima are shared
+        firsts = {subs[0].name: subs[0] for subs in states.values()}  # the records of the minima are shared
         results = _results(be, reqs, firsts, logs, train_hist, test_hist, dist_hist, lrs, k)
     elapsed = time.perf_counter() - t_start
     for res in results:
