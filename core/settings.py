@@ -9,6 +9,7 @@ Production: ``LINDYN_DATABASE_URL=postgresql+psycopg://...`` and ``LINDYN_BROKER
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -47,6 +48,18 @@ class Settings(BaseSettings):
     max_grid_points: int = Field(default=10_000, ge=1, description="most grid points a sweep may have")
     sweep_chunk_size: int = Field(
         default=64, ge=1, description="grid points per worker task (run together as one stacked batch)"
+    )
+
+    # CPU: worker processes share the cores, one BLAS thread each (threads fighting over the cores cost more)
+    worker_processes: int = Field(
+        default=0, ge=0,
+        description="worker processes of `lindyn worker` and of the embedded worker of `lindyn serve` (0: one per "
+        "CPU core); the API cuts a sweep into at least this many tasks so that every process gets work",
+    )
+    blas_threads: int = Field(
+        default=0, ge=0,
+        description="BLAS threads of each worker process (0: the cores shared out, max(1, cores // processes): "
+        "1 when there are as many processes as cores)",
     )
 
     api_keys: Annotated[list[str], NoDecode] = Field(
@@ -125,6 +138,15 @@ class Settings(BaseSettings):
         return self.broker.split("://", 1)[0] in ("filesystem", "memory")
 
     @property
+    def processes(self) -> int:
+        """Worker processes per worker: ``worker_processes``, or one per CPU core this process may use."""
+        return self.worker_processes or cpu_cores()
+
+    def blas_threads_per_process(self, processes: int) -> int:
+        """``blas_threads``, or the cores shared out among ``processes`` worker processes: max(1, cores // processes)."""
+        return self.blas_threads or max(1, cpu_cores() // max(1, processes))
+
+    @property
     def limits(self) -> Limits:
         return Limits(
             max_steps=self.max_steps,
@@ -156,7 +178,16 @@ class Settings(BaseSettings):
             "LINDYN_SWEEP_CHUNK_SIZE": str(self.sweep_chunk_size),
             "LINDYN_CANCEL_POLL_INTERVAL_S": str(self.cancel_poll_interval_s),
             "LINDYN_TASK_TIME_LIMIT_S": str(self.task_time_limit_s),
+            "LINDYN_WORKER_PROCESSES": str(self.worker_processes),
+            "LINDYN_BLAS_THREADS": str(self.blas_threads),
         }
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 @lru_cache

@@ -49,6 +49,18 @@ SELF_CONSISTENT_ROOTS: dict[str, str] = {"numpy": "eigh", "cupy": "eigh"}
 ROOTS = ("eigh", "newton_schulz")
 
 
+#: on the CPU, a sub-batch's d x d matrices take about this many bytes: the step's temporaries (a few such
+#: stacks) then stay in cache between the passes over them (bench/sub_batch.py measures the crossover per d)
+SUB_BATCH_BYTES = 2 * 1024**2
+
+
+def sub_batch_size(be: Backend, d: int, dtype_bytes: int, n: int) -> int:
+    """Points advanced together: all n on a GPU; on the CPU max(1, SUB_BATCH_BYTES // (d^2 itemsize)), at most n."""
+    if be.name != "numpy" or SUB_BATCH_BYTES <= 0:
+        return max(1, n)
+    return max(1, min(n, SUB_BATCH_BYTES // (d * d * dtype_bytes)))
+
+
 def learning_rate(request: SimulationRequest, task: Task) -> float:
     """eta = lr if given; else 1 / (c_lr sigma^2 w) when sigma^2 w > d, else 1 / (c_lr ||A*||_op)."""
     if request.lr is not None:
@@ -190,14 +202,20 @@ def _run_batch(
     c = xp.asarray(thresholds.reshape(B, 1, 1), dtype=dtype)
     t_init = time.perf_counter() - t_start
 
-    states: dict[str, _State] = {}
+    # each dynamics' points in cache-sized sub-batches, advanced one after the other (sub-batch j of every
+    # dynamics holds the same points); they share the records of the minima (indexed by the global point)
+    size = sub_batch_size(be, d, dtype_bytes=8 if r0.dtype == "float64" else 4, n=B)
+    parts = [np.arange(start, min(B, start + size)) for start in range(0, B, size)]
+    states: dict[str, list[_State]] = {}
     for name in r0.dynamics:
-        arrays = {"W1": W1, "W2": W2} if name == "gd" else {"A": A0.copy()}
-        arrays.update(eta=eta, c=c)
-        states[name] = _State(
-            name, np.arange(B), arrays, xp.zeros((B, d, d), dtype=dtype), np.full(B, np.inf), np.full(B, -1)
-        )
-    del A0
+        best_A, best, best_step = xp.zeros((B, d, d), dtype=dtype), np.full(B, np.inf), np.full(B, -1)
+        states[name] = []
+        for part in parts:
+            sl = slice(int(part[0]), int(part[-1]) + 1)
+            arrays = {"W1": W1[sl].copy(), "W2": W2[sl].copy()} if name == "gd" else {"A": A0[sl].copy()}
+            arrays.update(eta=eta[sl], c=c[sl])
+            states[name].append(_State(name, part, arrays, best_A, best, best_step))
+    del A0, W1, W2
     names: list[str] = list(r0.dynamics)
     logs = {name: [_Log() for _ in range(B)] for name in names}
     train_hist: dict[str, np.ndarray] = {name: np.full((B, T + 1), np.nan) for name in names}
@@ -210,24 +228,26 @@ def _run_batch(
         for i in range(T + 1):
             if checkpoint is not None:
                 checkpoint()
-            current: dict[str, tuple[np.ndarray, Any]] = {}
-            for st in states.values():
-                if st.idx.size:
-                    current[st.name] = _advance(
-                        be, st, i, Y, E, d, k, sched, logs[st.name], train_hist[st.name], test_hist[st.name]
-                    )
-            if dist_hist is not None and "gd" in current and "self_consistent" in current:
-                (idx_gd, A_gd), (idx_sc, A_sc) = current["gd"], current["self_consistent"]
-                common, p_gd, p_sc = np.intersect1d(idx_gd, idx_sc, assume_unique=True, return_indices=True)
-                if common.size:
-                    dist = error(xp, A_gd[xp.asarray(p_gd)] - A_sc[xp.asarray(p_sc)], d)
-                    dist_hist[common, i] = be.to_host(dist)
-            if not any(st.idx.size for st in states.values()):
+            for j in range(len(parts)):
+                current: dict[str, tuple[np.ndarray, Any]] = {}
+                for st in (subs[j] for subs in states.values()):
+                    if st.idx.size:
+                        current[st.name] = _advance(
+                            be, st, i, Y, E, d, k, sched, logs[st.name], train_hist[st.name], test_hist[st.name]
+                        )
+                if dist_hist is not None and "gd" in current and "self_consistent" in current:
+                    (idx_gd, A_gd), (idx_sc, A_sc) = current["gd"], current["self_consistent"]
+                    common, p_gd, p_sc = np.intersect1d(idx_gd, idx_sc, assume_unique=True, return_indices=True)
+                    if common.size:
+                        dist = error(xp, A_gd[xp.asarray(p_gd)] - A_sc[xp.asarray(p_sc)], d)
+                        dist_hist[common, i] = be.to_host(dist)
+            if not any(st.idx.size for subs in states.values() for st in subs):
                 break
             if i % progress_every == 0 and i:
                 progress(int(np.minimum(max_steps, i).sum()), int(max_steps.sum()))
 
-        results = _results(be, reqs, states, logs, train_hist, test_hist, dist_hist, lrs, k)
+        firsts = {subs[0].name: subs[0] for subs in states.values()}  # the records of the minima are shared
+        results = _results(be, reqs, firsts, logs, train_hist, test_hist, dist_hist, lrs, k)
     elapsed = time.perf_counter() - t_start
     for res in results:
         res.timings = {"init_s": t_init, "total_s": elapsed, "batch_size": float(B)}
@@ -283,7 +303,7 @@ def _advance(
 
     s2 = V = None
     newton_schulz = st.name == "self_consistent" and sched.roots == "newton_schulz"
-    if st.name in _GRAM_DYNAMICS and not newton_schulz and not stopping.all():
+    if st.name in _GRAM_DYNAMICS and not newton_schulz:  # also when every point stops: its metrics from eigh
         s2, V = gram_eigh(xp, A)
     rows = np.nonzero(record | spectrum)[0]  # only these points need singular values now
     if rows.size:

@@ -19,10 +19,14 @@ def gd_step(xp: Any, W1: Any, W2: Any, G: Any, eta: Any, order: str) -> tuple[An
 
     simultaneous: W1 <- W1 - eta W2^T G,  W2 <- W2 - eta G W1^T (old W1).
     sequential:   W1 <- W1 - eta W2^T G,  W2 <- W2 - eta G W1'^T (new W1), the paper's reference code.
+    Computed as W1 + W2^T (-eta G) in the product's buffer (in place, no other (B, m, d) array): the same
+    numbers, as negating a factor negates a product exactly.
     """
-    eG = eta * G
-    W1_new = W1 - xp.matmul(mT(xp, W2), eG)
-    W2_new = W2 - xp.matmul(eG, mT(xp, W1_new if order == "sequential" else W1))
+    neG = (-eta) * G
+    W1_new = xp.matmul(mT(xp, W2), neG)
+    W1_new += W1
+    W2_new = xp.matmul(neG, mT(xp, W1_new if order == "sequential" else W1))
+    W2_new += W2
     return W1_new, W2_new
 
 
@@ -45,9 +49,14 @@ def self_consistent_direction(xp: Any, A: Any, G: Any, c: Any, s2: Any, V: Any) 
     tiny = xp.finfo(A.dtype).tiny
     h = xp.where(denom > tiny, 1.0 / xp.maximum(denom, tiny), 0.0)
     AV = xp.matmul(A, V)
-    left = c * G + xp.matmul(AV * h[..., None, :], xp.matmul(mT(xp, AV), G))
-    right = xp.matmul(xp.matmul(G, V) * f[..., None, :], mT(xp, V))
-    return left + right
+    AVtG = xp.matmul(mT(xp, AV), G)
+    AV *= h[..., None, :]  # element-wise updates in place: the same numbers, fewer (B, d, d) temporaries
+    left = xp.matmul(AV, AVtG)
+    left += c * G
+    GV = xp.matmul(G, V)
+    GV *= f[..., None, :]
+    left += xp.matmul(GV, mT(xp, V))
+    return left
 
 
 def self_consistent_step(xp: Any, A: Any, G: Any, eta: Any, c: Any, s2: Any = None, V: Any = None) -> Any:
@@ -57,7 +66,10 @@ def self_consistent_step(xp: Any, A: Any, G: Any, eta: Any, c: Any, s2: Any = No
     """
     if s2 is None or V is None:
         s2, V = gram_eigh(xp, A)
-    return A - eta * self_consistent_direction(xp, A, G, c, s2, V)
+    step = self_consistent_direction(xp, A, G, c, s2, V)
+    step *= -eta  # A + (-eta) D, in D's buffer: the same numbers as A - eta D
+    step += A
+    return step
 
 
 def balanced_step(xp: Any, A: Any, G: Any, eta: Any, s2: Any = None, V: Any = None) -> Any:

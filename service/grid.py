@@ -126,21 +126,23 @@ def _point_errors(exc: InvalidRequest, point: dict[str, Any], names: list[str]) 
 
 # ---- fan-out ---------------------------------------------------------------------------------------------
 def chunks(
-    run_ids: Sequence[uuid.UUID], requests: Sequence[SimulationRequest], size: int
+    run_ids: Sequence[uuid.UUID], requests: Sequence[SimulationRequest], size: int, spread: int = 1
 ) -> list[tuple[str, list[uuid.UUID]]]:
-    """The runs grouped by ``batch_key`` (grid order kept within a group), each group cut into chunks of
-    at most ``size``: one worker task each, with the backend its queue is chosen by."""
+    """The runs grouped by ``batch_key``, each group of n runs dealt into max(ceil(n / size), min(n, spread))
+    chunks: one worker task each, with the backend its queue is chosen by. ``spread`` (the worker processes)
+    gives every process a chunk. Dealt, not cut: chunk j of m holds points j, j + m, j + 2m, ... (grid order
+    kept), so chunks sample the whole grid and take about as long as each other."""
     groups: dict[tuple[Any, ...], list[uuid.UUID]] = {}
     backends: dict[tuple[Any, ...], str] = {}
     for run_id, request in zip(run_ids, requests, strict=True):
         key = batch_key(request)
         groups.setdefault(key, []).append(run_id)
         backends[key] = request.backend
-    return [
-        (backends[key], ids[start : start + size])
-        for key, ids in groups.items()
-        for start in range(0, len(ids), size)
-    ]
+    out = []
+    for key, ids in groups.items():
+        m = max(-(-len(ids) // size), min(len(ids), spread))
+        out += [(backends[key], ids[j::m]) for j in range(m)]
+    return out
 
 
 # ---- the table -------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from kombu import Exchange, Queue
@@ -26,10 +28,37 @@ def _broker_folders(**_: object) -> None:
     ensure_broker_folders(get_settings())
 
 
+#: BLAS threads each pool process of this worker gets (0: leave the BLAS library's default); set when the
+#: worker starts, inherited by the processes it forks
+blas_threads = 0
+_blas_limits: Any = None
+
+
+@worker_init.connect
+def _share_the_cores(sender: Any = None, **_: object) -> None:
+    """Before the pool starts: the cores shared out among its processes, ``Settings.blas_threads_per_process``
+    (a prefork pool of one process per core: 1 BLAS thread each; a solo or thread pool is one process)."""
+    global blas_threads
+    concurrency = getattr(sender, "concurrency", None)
+    prefork = "prefork" in str(getattr(sender, "pool_cls", "prefork")).lower()
+    processes = concurrency if prefork and isinstance(concurrency, int) and concurrency > 0 else 1
+    blas_threads = get_settings().blas_threads_per_process(processes)
+
+
 @worker_process_init.connect
 def _fresh_engines(**_: object) -> None:
     """A forked pool process must not share the parent's database connections."""
     dispose_engines(close=False)
+
+
+@worker_process_init.connect
+def _limit_blas_threads(**_: object) -> None:
+    """Each pool process runs its BLAS (OpenBLAS, MKL, ...) on ``blas_threads`` threads."""
+    global _blas_limits
+    if blas_threads > 0:
+        from threadpoolctl import threadpool_limits
+
+        _blas_limits = threadpool_limits(limits=blas_threads, user_api="blas")
 
 
 @worker_process_shutdown.connect

@@ -35,11 +35,12 @@ from lindyn.client.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from lindyn.client.resources import FIGURE_FORMATS, TERMINAL, TRAJECTORY_FORMATS, Run, Sweep
+from lindyn.client.resources import FIGURE_FORMATS, MAX_POLL_S, TERMINAL, TRAJECTORY_FORMATS, Run, Sweep
 from lindyn.client.transport import Transport
 
 __all__ = [
     "FIGURE_FORMATS",
+    "MAX_POLL_S",
     "RETRY_STATUSES",
     "TERMINAL",
     "TRAJECTORY_FORMATS",

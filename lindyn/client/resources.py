@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from lindyn.client import Client
 
 TERMINAL = frozenset({"succeeded", "failed", "diverged", "cancelled"})
+#: the longest wait between two polls of Run.wait / Sweep.wait: a run or sweep that finished is seen at most
+#: this late (a GET of a run or sweep costs the API a few ms, so 2 a second per waiting client is cheap)
+MAX_POLL_S = 0.5
 TRAJECTORY_FORMATS = ("json", "csv", "parquet")
 FIGURE_FORMATS = ("png", "svg")
 
@@ -137,7 +140,7 @@ class Run(_Resource):
         *,
         timeout: float | None = None,
         poll: float = 0.2,
-        max_poll: float = 2.0,
+        max_poll: float = MAX_POLL_S,
         on_update: Callable[[Run], None] | None = None,
     ) -> Run:
         """Poll (with backoff from ``poll`` to ``max_poll`` seconds) until the run finished; a progress bar
@@ -205,8 +208,8 @@ class Sweep(_Resource):
     def counts(self) -> dict[str, int]:
         return dict(self.data.get("counts") or {})
 
-    def wait(self, progress: bool = True, *, timeout: float | None = None, poll: float = 0.3,
-             max_poll: float = 3.0) -> Sweep:  # fmt: skip
+    def wait(self, progress: bool = True, *, timeout: float | None = None, poll: float = 0.2,
+             max_poll: float = MAX_POLL_S) -> Sweep:  # fmt: skip
         """Poll until every run of the sweep finished (or it was cancelled); a progress bar on stderr
         (runs finished of the total) if ``progress``. TimeoutError after ``timeout`` seconds."""
         return self._poll(progress, timeout, poll, max_poll)

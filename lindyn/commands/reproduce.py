@@ -2,7 +2,7 @@
 lindyn service, wait with a progress bar, and write the figures.
 
 With ``--embedded`` a private embedded service (SQLite + filesystem broker under a temporary data
-folder, one worker) is started for the command and stopped after it; otherwise ``--server`` is used.
+folder, one worker process per core) is started for the command and stopped after it; otherwise ``--server`` is used.
 """
 
 from __future__ import annotations
@@ -116,8 +116,9 @@ def figure2(
 
 
 @contextmanager
-def _service(server: str, embedded: bool) -> Iterator[str]:
-    """The URL to use: ``server``, or a private embedded ``lindyn serve`` started (and stopped) here."""
+def _service(server: str, embedded: bool, settings: dict[str, str] | None = None) -> Iterator[str]:
+    """The URL to use: ``server``, or a private embedded ``lindyn serve`` started (and stopped) here, with
+    only the ``LINDYN_*`` variables in ``settings`` (none of this process's)."""
     if not embedded:
         yield server
         return
@@ -126,6 +127,7 @@ def _service(server: str, embedded: bool) -> Iterator[str]:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if not k.startswith("LINDYN_")}
+        env.update(settings or {})
         env["LINDYN_DATA_DIR"] = data_dir
         log = open(Path(data_dir) / "serve.log", "wb")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(

@@ -67,7 +67,10 @@ def migrate() -> None:
 @needs_server
 def worker(
     queues: Annotated[str, typer.Option(help="comma-separated queues to consume: cpu, gpu")] = "cpu,gpu",
-    concurrency: Annotated[int | None, typer.Option(min=1, help="worker processes (default: one per CPU)")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="worker processes (default: LINDYN_WORKER_PROCESSES, else one per CPU "
+                                 "core; each gets max(1, cores // processes) BLAS threads)")
+    ] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
 ) -> None:
     """Run a Celery worker that executes queued runs."""
@@ -78,9 +81,11 @@ def worker(
     unknown = sorted(set(names) - set(QUEUES))
     if not names or unknown:
         raise typer.BadParameter(f"queues must be among {', '.join(QUEUES)}; got {queues!r}", param_hint="--queues")
-    argv = ["worker", "-Q", ",".join(names), f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"]
-    if concurrency:
-        argv.append(f"--concurrency={concurrency}")
+    from core import get_settings
+
+    processes = concurrency or get_settings().processes
+    argv = ["worker", "-Q", ",".join(names), f"--loglevel={loglevel}", "--without-gossip", "--without-mingle",
+            f"--concurrency={processes}"]  # fmt: skip
     celery_app.worker_main(argv)
 
 
@@ -89,7 +94,10 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="API only (workers run elsewhere)")] = False,
-    concurrency: Annotated[int, typer.Option(min=1, help="processes of the embedded worker")] = 1,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="processes of the embedded worker (default: LINDYN_WORKER_PROCESSES, "
+                                 "else one per CPU core)")
+    ] = None,
     api_processes: Annotated[
         int, typer.Option(min=1, help="API processes (uvicorn workers) sharing the port; each is one CPU core's "
                           "worth of requests at most, and keeps its own LINDYN_DB_POOL_SIZE connections")
@@ -107,7 +115,8 @@ def serve(
     ensure_broker_folders(settings)
     child: subprocess.Popen[bytes] | None = None
     if not no_worker:
-        cmd = [sys.executable, "-m", "lindyn.cli", "worker", "--concurrency", str(concurrency), "--loglevel", "WARNING"]
+        processes = concurrency or settings.processes
+        cmd = [sys.executable, "-m", "lindyn.cli", "worker", "--concurrency", str(processes), "--loglevel", "WARNING"]
         # same process group (Ctrl-C and a signal to the group reach both); dies with this process on Linux
         child = subprocess.Popen(cmd, env={**os.environ, **settings.environment()}, preexec_fn=_die_with_parent)
     typer.echo(f"lindyn API: http://{host}:{port}  docs: http://{host}:{port}/docs")

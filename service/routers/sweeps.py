@@ -65,7 +65,9 @@ def submit_sweep(
         session, name=body.name, base_request=grid.base, axes=grid.axes, requests=grid.requests, tags=body.tags
     )
     session.commit()
-    tasks = chunks(run_ids, grid.requests, body.chunk_size or settings.sweep_chunk_size)
+    # a chunk size given is kept; the default one makes at least as many tasks as worker processes
+    spread = 1 if body.chunk_size else settings.processes
+    tasks = chunks(run_ids, grid.requests, body.chunk_size or settings.sweep_chunk_size, spread)
     for sent, (backend, ids) in enumerate(tasks):
         try:
             queue.enqueue_batch(ids, backend)

@@ -76,7 +76,8 @@ class SweepCreate(BaseModel):
     name: Name | None = Field(None, description="a name to find the sweep by")
     tags: Tags = Field(default_factory=dict)
     chunk_size: int | None = Field(
-        None, ge=1, description="grid points per worker task, run as one stacked batch (default: the server's)"
+        None, ge=1, description="most grid points per worker task, run as one stacked batch (default: the server's "
+        "LINDYN_SWEEP_CHUNK_SIZE, and at least as many tasks as worker processes)"
     )
 
     @field_validator("base", "axes")

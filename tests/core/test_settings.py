@@ -49,3 +49,15 @@ def test_queue_for_backend() -> None:
     assert queue_for("cupy") == "gpu"
     assert queue_for("numpy") == "cpu"
     assert queue_for("auto") == "cpu"
+
+
+def test_worker_processes_and_blas_threads_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One worker process per core by default, each on max(1, cores // processes) BLAS threads."""
+    monkeypatch.setattr("core.settings.cpu_cores", lambda: 8)
+    s = Settings()
+    assert s.processes == 8 and s.blas_threads_per_process(8) == 1
+    assert s.blas_threads_per_process(1) == 8 and s.blas_threads_per_process(3) == 2
+    assert s.blas_threads_per_process(16) == 1
+    s = Settings(worker_processes=2, blas_threads=3)
+    assert s.processes == 2 and s.blas_threads_per_process(2) == 3
+    assert Settings(worker_processes=2).blas_threads_per_process(2) == 4

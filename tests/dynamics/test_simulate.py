@@ -252,3 +252,38 @@ def test_the_checkpoint_is_called_before_every_step_and_stops_the_run() -> None:
     counted: list[int] = []
     assert simulate(req, checkpoint=lambda: counted.append(1)).summaries == simulate(req).summaries
     assert len(counted) == 501  # steps 0..500
+
+
+def test_sub_batches_give_the_same_numbers_bit_for_bit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU backend advances a batch in sub-batches (``SUB_BATCH_BYTES`` of d x d matrices each): the same
+    BLAS and LAPACK call per point, so sub-batches of 1, 2 or all points give identical numbers."""
+    module = sys.modules["dynamics.simulate"]  # the module (the package exports its function simulate)
+    points = [
+        req(gamma_sigma2=g, gamma_w=w, seed=s, stopping=stop, steps=st, gd_update="sequential")
+        for g, w, s, stop, st in [
+            (-1.8, 1.9, 0, "paper", 60), (-1.2, 2.2, 1, "paper", 60), (-0.6, 2.0, 2, "none", 30),
+            (-1.5, 1.8, 3, "paper", 45), (-2.0, 2.3, 4, "none", 60),
+        ]
+    ]  # fmt: skip
+    runs = {}
+    for points_per_sub_batch in (0, 1, 2):  # 0: the whole batch at once
+        monkeypatch.setattr(module, "SUB_BATCH_BYTES", points_per_sub_batch * 12 * 12 * 8)
+        runs[points_per_sub_batch] = simulate_batch(points)
+    for a, b, c in zip(runs[0], runs[1], runs[2], strict=True):
+        _same(a, b, 0.0)
+        _same(a, c, 0.0)
+    assert len({r.summaries["gd"].steps_run for r in runs[0]}) > 1  # points stopped at different steps
+
+
+def test_sub_batch_size_rule() -> None:
+    """max(1, SUB_BATCH_BYTES // (d^2 itemsize)) points on the CPU, at most the batch; the whole batch on a GPU."""
+    from dynamics.backend import Backend, resolve_backend
+    from dynamics.simulate import SUB_BATCH_BYTES, sub_batch_size
+
+    cpu = resolve_backend("numpy")
+    assert sub_batch_size(cpu, 200, 8, 36) == SUB_BATCH_BYTES // (200 * 200 * 8) < 36
+    assert sub_batch_size(cpu, 200, 4, 36) == SUB_BATCH_BYTES // (200 * 200 * 4)
+    assert sub_batch_size(cpu, 20, 8, 36) == 36
+    assert sub_batch_size(cpu, 4000, 8, 36) == 1
+    gpu = Backend(np, "cupy", "a GPU")  # only its name matters here
+    assert sub_batch_size(gpu, 200, 8, 36) == 36

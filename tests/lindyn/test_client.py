@@ -171,3 +171,31 @@ def test_sweeps_page_by_offset_and_stop_at_limit() -> None:
     seen.clear()
     assert [s.id for s in c.sweeps(page_size=2, limit=3)] == ["a", "b", "c"]
     assert [(p["limit"], p.get("offset")) for p in seen] == [("2", None), ("1", "2")]
+
+
+@pytest.mark.parametrize("kind", ["run", "sweep"])
+def test_wait_polls_at_most_max_poll_apart(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backoff of Run.wait / Sweep.wait grows to MAX_POLL_S and no further: the end of a long run or
+    sweep is seen at most that late."""
+    from lindyn.client import MAX_POLL_S
+
+    sleeps: list[float] = []
+    monkeypatch.setattr("lindyn.client.resources.time.sleep", sleeps.append)
+    gets = {"n": 0}
+    sweep = {"id": RUN["id"], "status": "running", "total": 4, "counts": {"queued": 4}}
+
+    end = "succeeded" if kind == "run" else "finished"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        gets["n"] += 1
+        assert gets["n"] < 100, "wait did not stop at the terminal status"
+        status = end if gets["n"] > 40 else "running"
+        return httpx.Response(200, json={**(RUN if kind == "run" else sweep), "status": status})
+
+    c = _client(handler)
+    resource = c.run(RUN["id"]) if kind == "run" else c.get_sweep(RUN["id"])
+    resource.wait(progress=False)
+    assert resource.status == end
+    assert len(sleeps) >= 30
+    assert max(sleeps) == MAX_POLL_S <= 0.5
+    assert sleeps[0] < MAX_POLL_S

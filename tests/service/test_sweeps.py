@@ -73,7 +73,7 @@ def test_submit_stores_every_point_as_a_run_and_sends_chunks(client: TestClient,
     tasks = _tasks(embedded_settings)
     assert created["tasks"] == len(tasks) == 3
     assert {(name, queue) for name, queue, _ in tasks} == {("lindyn.simulate_batch_runs", "cpu")}
-    assert sorted(len(ids) for _, _, ids in tasks) == [2, 3, 4]
+    assert sorted(len(ids) for _, _, ids in tasks) == [3, 3, 3]  # 3 -> 3, 6 -> 3 + 3 (dealt, at most 4 each)
     by_id = {run["id"]: SimulationRequest.model_validate(run["request"]) for run in runs}
     assert sorted(i for _, _, ids in tasks for i in ids) == sorted(by_id)
     for _, _, ids in tasks:
@@ -81,9 +81,26 @@ def test_submit_stores_every_point_as_a_run_and_sends_chunks(client: TestClient,
 
 
 def test_chunk_size_comes_from_the_settings(embedded_settings: Settings) -> None:
-    with make_client(embedded_settings.model_copy(update={"sweep_chunk_size": 2})) as c:
+    with make_client(embedded_settings.model_copy(update={"sweep_chunk_size": 2, "worker_processes": 2})) as c:
         assert c.post("/v1/sweeps", json=SWEEP).json()["tasks"] == 2 + 3  # 3 -> 2 + 1, 6 -> 2 + 2 + 2
     assert sorted(len(ids) for _, _, ids in _tasks(embedded_settings)) == [1, 2, 2, 2, 2]
+
+
+def test_the_default_chunks_give_every_worker_process_a_task(embedded_settings: Settings) -> None:
+    """With the server's chunk size, a group of n points makes at least min(n, worker processes) tasks, its
+    points dealt round the tasks in grid order (each task samples the whole grid)."""
+    settings = embedded_settings.model_copy(update={"sweep_chunk_size": 64, "worker_processes": 4})
+    with make_client(settings) as c:
+        created = c.post("/v1/sweeps", json=SWEEP).json()
+        runs = _runs(c, created["id"])
+    assert created["tasks"] == 3 + 4  # 3 dense points: 3 x 1; 6 reduced ones: 2 + 2 + 1 + 1
+    tasks = _tasks(embedded_settings)
+    assert sorted(len(ids) for _, _, ids in tasks) == [1, 1, 1, 1, 1, 2, 2]
+    position = {run["id"]: GRID.index((run["gamma_sigma2"], run["gamma_w"])) for run in runs}
+    for _, _, ids in tasks:
+        if len(ids) == 2:  # dealt: the 1st and 5th, the 2nd and 6th point of the group of 6
+            a, b = (position[i] for i in ids)
+            assert a < b and b - a >= 4
 
 
 def test_cupy_sweeps_go_to_the_gpu_queue(client: TestClient, embedded_settings: Settings) -> None:
@@ -291,7 +308,7 @@ def test_the_table_after_the_batches_ran(client: TestClient, embedded_settings: 
 
 
 def test_cancel_keeps_what_finished(client: TestClient, embedded_settings: Settings) -> None:
-    sid = client.post("/v1/sweeps", json=SWEEP).json()["id"]
+    sid = client.post("/v1/sweeps", json={**SWEEP, "chunk_size": 64}).json()["id"]  # a task per batch group
     first = min(_tasks(embedded_settings), key=lambda t: len(t[2]))[2]  # the 3 dense points
     execute_batch([uuid.UUID(i) for i in first], embedded_settings)
     r = client.post(f"/v1/sweeps/{sid}/cancel")

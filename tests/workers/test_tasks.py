@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import types
 import uuid
 
 import pytest
@@ -192,3 +193,26 @@ def test_a_task_over_its_time_limit_fails_its_run(settings: Settings, monkeypatc
     assert execute_run(run_id, settings) == "failed"
     run = _run(settings, run_id)
     assert run.status == "failed" and "SoftTimeLimitExceeded" in (run.error or "")
+
+
+def test_a_pool_process_gets_its_share_of_the_cores_as_blas_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """worker_init (before the pool forks) computes the BLAS threads of a pool process from the pool's
+    concurrency; worker_process_init (in each process) pins the BLAS library to them (threadpoolctl)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from workers import celery_app as app_module
+
+    monkeypatch.setattr("core.settings.cpu_cores", lambda: 4)
+    monkeypatch.setattr(app_module, "blas_threads", 0)
+    app_module._share_the_cores(sender=types.SimpleNamespace(concurrency=4, pool_cls="prefork"))
+    assert app_module.blas_threads == 1
+    app_module._share_the_cores(sender=types.SimpleNamespace(concurrency=2, pool_cls="prefork"))
+    assert app_module.blas_threads == 2
+    app_module._share_the_cores(sender=types.SimpleNamespace(concurrency=4, pool_cls="solo"))
+    assert app_module.blas_threads == 4  # one process
+    blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+    assert blas, "numpy's BLAS is seen by threadpoolctl"
+    with threadpool_limits(limits=None):  # restore this process's limits afterwards
+        monkeypatch.setattr(app_module, "blas_threads", 1)
+        app_module._limit_blas_threads()
+        assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == {1}
