@@ -16,6 +16,7 @@ from models import Settings, get_settings, make_engine
 from service import metrics, security
 from service.queue import RunQueue
 from service.routers import meta, runs, sweeps
+from service.ui import pages as ui
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -36,6 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Training dynamics of two-layer linear networks (Tu, Aranguri, Jacot, NeurIPS 2024): "
         "submit simulations and parameter-grid sweeps, follow them, fetch their trajectories and tables.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc: from local assets (service/ui/pages.py)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = make_engine(
@@ -47,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(runs.router)
     app.include_router(sweeps.router)
+    ui.install(app)  # the dashboard (/ui/...), / and /docs, /redoc from local assets
     security.install(app, settings)  # API keys and body limit, for every route (service/security.py)
     metrics.install(app, settings)  # GET /metrics and the latency of every request (service/metrics.py)
     return app
