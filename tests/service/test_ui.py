@@ -54,7 +54,7 @@ def test_plotly_is_served_from_the_installed_package(client: TestClient) -> None
 
 @pytest.mark.parametrize(("path", "needs"), [
     ("/docs", ["/ui/vendor/docs/swagger-ui-bundle.js", "/ui/vendor/docs/swagger-ui.css"]),
-    ("/redoc", ["/ui/vendor/docs/redoc.standalone.js"]),
+    ("/redoc", ["/ui/vendor/redoc.standalone.js"]),
 ])
 def test_api_documentation_from_local_assets(client: TestClient, path: str, needs: list[str]) -> None:
     r = client.get(path)
@@ -64,6 +64,7 @@ def test_api_documentation_from_local_assets(client: TestClient, path: str, need
         assert asset in r.text
         served = client.get(asset)
         assert served.status_code == 200 and len(served.content) > 50_000, asset
+        assert b"cdn.redoc.ly" not in served.content, asset
 
 
 def test_forms_carry_the_request_schemas(client: TestClient) -> None:

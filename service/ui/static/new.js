@@ -69,7 +69,9 @@ function rows(prefix, schema, initial, skip = []) {
     const s = shape(prop);
     const required = (schema.required || []).includes(name);
     let value = initial ? initial[name] : s.default ?? (required && s.examples ? s.examples[0] : undefined);
-    if (!initial && value === undefined && s.examples && ["gamma_sigma2", "gamma_w"].includes(name)) value = s.examples[0];
+    // no default in the schema (the dynamics' default is a factory; the exponents are one of two forms): the
+    // schema's example, so that the form as it opens is a valid request (Figure 1's GD and self-consistent)
+    if (!initial && value === undefined && s.examples && (s.type === "array" || ["gamma_sigma2", "gamma_w"].includes(name))) value = s.examples[0];
     out.push(fieldRow(prefix + name, name, prop, required, value));
   }
   return out;
