@@ -26,7 +26,7 @@ function showRun(run) {
   kvTable(document.getElementById("params"), [
     ["id", run.id], ["name", run.name], ["tags", Object.entries(run.tags).map(([k, v]) => `${k}=${v}`).join(", ")],
     ["sweep", run.sweep_id], ...Object.entries(request).map(([k, v]) => [k, Array.isArray(v) ? v.join(", ") : v]),
-    ["lr", run.lr], ["threshold σ² w", run.threshold], ["backend", run.backend && `${run.backend} (${run.device})`],
+    ["learning rate used", run.lr], ["threshold σ² w", run.threshold], ["ran on", run.backend && `${run.backend} (${run.device})`],
   ]);
   if (run.sweep_id) {
     const cell = document.querySelector("#params tr:nth-child(4) td");

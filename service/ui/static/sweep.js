@@ -19,12 +19,16 @@ function column(metric, dynamics) {
 
 function theoryTraces(x0, x1, y0, y1) {
   const traces = [];
-  const line = (id, label, ys, colour, dash) => traces.push({ x: [x0, x1], y: ys, type: "scatter", mode: "lines",
-    name: label, line: { color: colour, dash, width: 2.5 }, hoverinfo: "name", showlegend: true, legendgroup: id });
-  const styles = { "theory-active-lazy": ["white", "solid"], "theory-infinite-noise": ["red", "solid"] };
+  const line = (id, label, ys, colour, dash, width = 2.5, legend = true) => traces.push({ x: [x0, x1], y: ys,
+    type: "scatter", mode: "lines", name: label, line: { color: colour, dash, width }, hoverinfo: "name",
+    showlegend: legend, legendgroup: id });
   for (const t of page.theory) {
     const [a, b] = t.of; // gamma_w = a + b gamma_sigma2
-    line(t.id, t.label, [a + b * x0, a + b * x1], ...styles[t.id]);
+    const ys = [a + b * x0, a + b * x1];
+    if (t.id === "theory-active-lazy") { // white, outlined in black (as in the PNG): seen on any colour
+      line(t.id, t.label, ys, "black", "solid", 4.5);
+      line(t.id, t.label, ys, "white", "solid", 2, false);
+    } else line(t.id, t.label, ys, "red", "solid");
   }
   const { d, rank } = sweep.base;
   if (d > 1 && rank >= 1 && !("d" in sweep.axes) && !("rank" in sweep.axes)) {
@@ -59,7 +63,7 @@ function heatmap(div, metric, dynamics, showLegend) {
   const xr = [xs[0] - dx, xs[xs.length - 1] + dx];
   const yr = [ys[0] - dy, ys[ys.length - 1] + dy];
   if (x === "gamma_sigma2" && y === "gamma_w") traces.push(...theoryTraces(xr[0], xr[1], yr[0], yr[1]));
-  for (const t of traces.slice(1)) t.showlegend = showLegend;
+  for (const t of traces.slice(1)) t.showlegend = showLegend && t.showlegend;
   plot(div, traces, {
     title: { text: `${title}${col.includes(".") ? ` (${dynamicsLabel(dynamics)})` : ""}` },
     xaxis: { title: { text: axisLabel(x) }, range: xr }, yaxis: { title: { text: axisLabel(y) }, range: yr },
