@@ -60,7 +60,7 @@ class Page:
     def __init__(self, browser: Any, base: str) -> None:
         self.context = browser.new_context(base_url=base, viewport={"width": 1400, "height": 1000})
         self.page = self.context.new_page()
-        self.page.set_default_timeout(30_000)
+        self.page.set_default_timeout(60_000)  # a loaded 2-core machine: Plotly.js alone is 4.8 MB to parse
         self.hosts: set[str] = set()
         self.errors: list[str] = []
         self.page.on("request", self._request)
@@ -140,7 +140,7 @@ def test_submit_a_run_see_progress_and_figure_1(page: Page, server: Api) -> None
     p.fill("#f-tags", "by=browser")
     page.shot("new-run")
     p.click("#submit")
-    p.wait_for_url(re.compile(r"/ui/runs/[0-9a-f-]{36}$"))
+    p.wait_for_url(re.compile(r"/ui/runs/[0-9a-f-]{36}$"), wait_until="commit")
     run_id = p.url.rsplit("/", 1)[1]
     p.wait_for_selector("#progress")  # progress while it runs, full once it finished
     p.wait_for_function("() => document.getElementById('status').textContent === 'succeeded'")
@@ -158,7 +158,7 @@ def test_submit_a_run_see_progress_and_figure_1(page: Page, server: Api) -> None
     page.shot("run")
     # "run again with changes": the form prefilled with this run's request
     p.click("#again")
-    p.wait_for_url(re.compile(r"/ui/new\?from="))
+    p.wait_for_url(re.compile(r"/ui/new\?from="), wait_until="commit")
     p.wait_for_function("() => document.getElementById('f-d') && document.getElementById('f-d').value === '12'")
     assert p.input_value("#f-name") == "browser-run" and p.input_value("#f-gamma_w") == "2"
     # the runs page lists it with its summary
@@ -194,7 +194,7 @@ def test_open_a_finished_sweep_click_a_cell_land_on_its_run(page: Page, server: 
     p.get_by_role("link", name="browser-sweep").wait_for()
     page.shot("sweeps")
     p.get_by_role("link", name="browser-sweep").click()
-    p.wait_for_url(f"**/ui/sweeps/{sweep['id']}")
+    p.wait_for_url(f"**/ui/sweeps/{sweep['id']}", wait_until="commit")
     p.wait_for_function("() => document.querySelectorAll('#panels .plot .main-svg').length >= 4")
     panels = p.evaluate("() => [...document.querySelectorAll('#panels .plot')].map(d => d.dataset.metric)")
     assert panels == ["min_test_error", "stable_rank_at_min", "min_test_error_step", "log_max_distance"]
@@ -212,7 +212,7 @@ def test_open_a_finished_sweep_click_a_cell_land_on_its_run(page: Page, server: 
     # click the middle of the first heat map: a cell, whose run's page opens
     box = p.locator("#panels .plot").first.locator(".nsewdrag").first.bounding_box()
     p.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.25)
-    p.wait_for_url(re.compile(r"/ui/runs/[0-9a-f-]{36}$"))
+    p.wait_for_url(re.compile(r"/ui/runs/[0-9a-f-]{36}$"), wait_until="commit")
     assert p.url.rsplit("/", 1)[1] in run_ids
     p.wait_for_function("() => document.getElementById('status').textContent === 'succeeded'")
     page.check()
@@ -237,7 +237,7 @@ def test_compare_two_runs(page: Page, server: Api) -> None:
     p.check(f"input[data-id='{ids[1]}']")
     page.shot("runs")
     p.click("#compare")
-    p.wait_for_url(re.compile(r"/ui/compare\?runs="))
+    p.wait_for_url(re.compile(r"/ui/compare\?runs="), wait_until="commit")
     assert set(p.url.split("runs=")[1].split(",")) == set(ids)
     p.wait_for_function("() => (document.getElementById('plot-test').data || []).length === 4")
     headers = p.evaluate("() => [...document.querySelectorAll('#differ thead th')].map(th => th.textContent)")
@@ -295,7 +295,7 @@ def test_with_keys_the_ui_asks_once_then_a_write_succeeds(browser: Any, keyed_se
         p.fill("#f-d", "10")
         p.fill("#f-steps", "10")
         p.click("#submit")  # no second prompt: the key is kept for the session
-        p.wait_for_url(re.compile(r"/ui/runs/[0-9a-f-]{36}$"))
+        p.wait_for_url(re.compile(r"/ui/runs/[0-9a-f-]{36}$"), wait_until="commit")
         p.wait_for_function("() => document.getElementById('status').textContent === 'queued'")
         assert not p.is_visible("#key-dialog")
         assert sent[-1] == f"Bearer {KEY}" and not any(KEY in url for url in urls)  # never in a URL
