@@ -14,11 +14,13 @@ import json
 import math
 import uuid
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.interfaces import ORMOption
 
 from dynamics.result import RANGE_METRICS
 from models.tables import BIGINTEGER_MAX, Run, RunSummary, Sweep
@@ -124,12 +126,13 @@ def count(session: Session, q: RunQuery) -> int:
 
 
 def page(
-    session: Session, q: RunQuery, *, limit: int, cursor: str | None = None, offset: int = 0
+    session: Session, q: RunQuery, *, limit: int, cursor: str | None = None, offset: int = 0,
+    options: Sequence[ORMOption] = (),
 ) -> tuple[list[Run], str | None]:
     """One page of runs in the query's order, after ``cursor`` (or skipping ``offset``), and the cursor of
-    the next page (None on the last)."""
+    the next page (None on the last). ``options``: loader options of the rows (e.g. their summaries)."""
     col = _sort_column(q)
-    stmt = filtered(q)
+    stmt = filtered(q).options(*options)
     if cursor is not None:
         key, last_id = decode_cursor(cursor, q)
         stmt = stmt.where(_after(col, key, last_id, q.descending))

@@ -13,6 +13,7 @@ from core import Settings, get_settings, make_engine
 from service import errors, faults, metrics, security
 from service.queue import RunQueue
 from service.routers import meta, runs, sweeps
+from service.ui import pages as ui
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -33,6 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Training dynamics of two-layer linear networks (Tu, Aranguri, Jacot, NeurIPS 2024): "
         "submit simulations and parameter-grid sweeps, follow them, fetch their trajectories and tables.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc: from local assets (service/ui/pages.py)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = make_engine(
@@ -44,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(runs.router)
     app.include_router(sweeps.router)
+    ui.install(app)  # the dashboard (/ui/...), / and /docs, /redoc from local assets
     security.install(app, settings)  # API keys and body limit, for every route (service/security.py)
     metrics.install(app, settings)  # GET /metrics and the latency of every request (service/metrics.py)
     faults.install(app)  # a dropped database connection: a read retried once, else 503 (service/faults.py)

@@ -5,7 +5,7 @@ today's and tomorrow's, is covered without any router knowing.
   create|list|revoke``; only salted hashes are stored, see models/keys.py). When any key is configured,
   every write (POST, PUT, PATCH, DELETE) needs ``Authorization: Bearer <key>``: 401 (with
   ``WWW-Authenticate``) without one, 403 for a wrong or revoked key. Reads stay open unless
-  LINDYN_AUTH_READS=true. ``/health`` and the API's documentation are always open. With no key configured
+  LINDYN_AUTH_READS=true. ``/health``, the API's documentation and the dashboard's pages (GET /ui/...) are always open. With no key configured
   at all, nothing is checked (the embedded default; ``lindyn serve`` says so when it starts).
 - Keys are compared in constant time (``hmac.compare_digest``) and never logged or echoed.
 - A request body over LINDYN_MAX_BODY_BYTES is refused with 413 before any route reads it (announced by
@@ -33,8 +33,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-#: always open: liveness, and the description of the API
-OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+#: always open: liveness, the description of the API, and the dashboard's pages and assets (they hold no data:
+#: their scripts read the API with the key the browser was given)
+OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/"})
+OPEN_PREFIXES: tuple[str, ...] = ("/ui/",)
 #: a 503 for a database that is away for a moment asks the client to try again after this long (seconds)
 RETRY_AFTER_S = 1
 RETRY_AFTER = (b"retry-after", str(RETRY_AFTER_S).encode())
@@ -90,7 +92,8 @@ class ApiKeyAuth:
         return await send_json(send, 403, {"detail": message})
 
     def _guarded(self, scope: Scope) -> bool:
-        if scope.get("path", "") in OPEN_PATHS:
+        path = scope.get("path", "")
+        if path in OPEN_PATHS or (path.startswith(OPEN_PREFIXES) and scope.get("method", "GET").upper() == "GET"):
             return False
         return scope.get("method", "GET").upper() in WRITE_METHODS or self.settings.auth_reads
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 
 from dynamics.request import DynamicsName, InvalidRequest, parse_request
 from models import Run, RunStatus, RunTag
@@ -64,6 +64,8 @@ async def submission(request: Request, settings: SettingsDep) -> RunSubmission:
 
 #: a run is read with its summaries and tags in one query (a join: a few rows), not three
 _RUN_IN_FULL = (joinedload(Run.summaries), joinedload(Run.tag_rows))
+#: a page of runs with their summaries and tags: two more queries for the page, not two per run
+_RUN_LISTED = (selectinload(Run.summaries), selectinload(Run.tag_rows))
 
 
 def run_or_404(run_id: str, session: SessionDep) -> Run:
@@ -144,7 +146,7 @@ def list_runs(session: SessionDep, filters: Annotated[RunFilters, Query()]) -> R
     assert isinstance(filters, BaseModel)
     limit, offset, cursor = filters.limit, filters.offset, filters.cursor  # type: ignore[attr-defined]
     try:
-        runs, next_cursor = queries.page(session, q, limit=limit, cursor=cursor, offset=offset)
+        runs, next_cursor = queries.page(session, q, limit=limit, cursor=cursor, offset=offset, options=_RUN_LISTED)
     except queries.BadCursor as exc:
         raise errors.invalid("query", "cursor", str(exc)) from exc
     return RunPage(

@@ -57,7 +57,7 @@ class Regime(BaseModel):
 
 
 class RunBrief(BaseModel):
-    """A run in a list: identity, status, progress and the indexed parameters."""
+    """A run in a list: identity, status, progress, the indexed parameters and the summaries."""
 
     id: uuid.UUID
     sweep_id: uuid.UUID | None
@@ -74,6 +74,7 @@ class RunBrief(BaseModel):
     dynamics: list[str]
     regime: Regime
     progress: Progress
+    summaries: dict[str, Summary] = Field(default_factory=dict, description="per dynamics, once the run finished")  # type: ignore[valid-type]
 
     @classmethod
     def of(cls, run: Run) -> RunBrief:
@@ -93,7 +94,6 @@ class RunRead(RunBrief):
     timings: dict[str, float] | None
     backend: str | None = Field(description="the array backend that ran it (numpy or cupy)")
     device: str | None
-    summaries: dict[str, Summary]  # type: ignore[valid-type]
     comparison: Comparison | None  # type: ignore[valid-type]
     error: str | None
 
@@ -107,10 +107,6 @@ class RunRead(RunBrief):
         return cls(
             **_brief_fields(run),
             **{name: getattr(run, name) for name in copied},
-            summaries={
-                s.dynamics: Summary(**{k: finite_or_none(getattr(s, k)) for k in Summary.model_fields})
-                for s in run.summaries
-            },
             comparison=comparison,
         )
 
@@ -127,6 +123,10 @@ def _brief_fields(run: Run) -> dict[str, Any]:
             underparametrised=run.underparametrised,
         ),
         "progress": Progress(step=run.progress_step, total=run.progress_total),
+        "summaries": {
+            s.dynamics: Summary(**{k: finite_or_none(getattr(s, k)) for k in Summary.model_fields})
+            for s in run.summaries
+        },
     }
 
 

@@ -1,0 +1,166 @@
+// /ui/sweeps/{id}: progress, the paper's Figure 2 as heat maps over the sweep's two axes (a line plot for one
+// axis), any summary metric, the table with downloads, cancel. Click a cell: that run's page.
+import { catalogue, detailText, downloadLink, dynamicsLabel, el, fmt, FINISHED, getJSON, kvTable, message,
+  metricTitle, page, plot, postJSON } from "./lindyn.js";
+
+const id = page.sweep_id;
+const metricSelect = document.getElementById("metric");
+const dynSelect = document.getElementById("dynamics");
+let sweep = null;
+let table = null;
+
+const axisLabel = (a) => page.axis_labels[a] || a;
+const unique = (values) => [...new Set(values)].sort((a, b) => a - b);
+
+function column(metric, dynamics) {
+  if (table[metric]) return metric; // log_max_distance, or a prefixed name
+  return `${dynamics}.${metric}`;
+}
+
+function theoryTraces(x0, x1, y0, y1) {
+  const traces = [];
+  const line = (id, label, ys, colour, dash, width = 2.5, legend = true) => traces.push({ x: [x0, x1], y: ys,
+    type: "scatter", mode: "lines", name: label, line: { color: colour, dash, width }, hoverinfo: "name",
+    showlegend: legend, legendgroup: id });
+  for (const t of page.theory) {
+    const [a, b] = t.of; // gamma_w = a + b gamma_sigma2
+    const ys = [a + b * x0, a + b * x1];
+    if (t.id === "theory-active-lazy") { // white, outlined in black (as in the PNG): seen on any colour
+      line(t.id, t.label, ys, "black", "solid", 4.5);
+      line(t.id, t.label, ys, "white", "solid", 2, false);
+    } else line(t.id, t.label, ys, "red", "solid");
+  }
+  const { d, rank } = sweep.base;
+  if (d > 1 && rank >= 1 && !("d" in sweep.axes) && !("rank" in sweep.axes)) {
+    const level = Math.log(rank) / Math.log(d); // service.plots.theory_lines: w = k, gamma_w = ln k / ln d
+    line("theory-underparametrised", `underparametrised: w = k (γ_w = ${level.toPrecision(3)})`, [level, level], "orange", "dash");
+  }
+  return traces.filter((t) => t.y.some((y) => y >= Math.min(y0, y1) && y <= Math.max(y0, y1)));
+}
+
+function heatmap(div, metric, dynamics, showLegend) {
+  const axes = Object.keys(sweep.axes);
+  const [x, y] = axes.includes("gamma_sigma2") && axes.includes("gamma_w") ? ["gamma_sigma2", "gamma_w"] : axes;
+  const col = column(metric, dynamics);
+  const xs = unique(table[x]);
+  const ys = unique(table[y]);
+  const z = ys.map(() => xs.map(() => null));
+  const runs = ys.map(() => xs.map(() => ""));
+  table.run_id.forEach((run, i) => {
+    const xi = xs.indexOf(table[x][i]);
+    const yi = ys.indexOf(table[y][i]);
+    z[yi][xi] = table[col] ? table[col][i] : null;
+    runs[yi][xi] = run;
+  });
+  const title = metricTitle(metric.split(".").pop());
+  const traces = [{
+    type: "heatmap", x: xs, y: ys, z, customdata: runs, colorscale: "Viridis", hoverongaps: true,
+    colorbar: { title: { text: title, side: "right" } },
+    hovertemplate: `${axisLabel(x)} = %{x}<br>${axisLabel(y)} = %{y}<br>${title} = %{z:.4g}<br>run %{customdata}<extra></extra>`,
+  }];
+  const dx = xs.length > 1 ? (xs[1] - xs[0]) / 2 : 0.5;
+  const dy = ys.length > 1 ? (ys[1] - ys[0]) / 2 : 0.5;
+  const xr = [xs[0] - dx, xs[xs.length - 1] + dx];
+  const yr = [ys[0] - dy, ys[ys.length - 1] + dy];
+  if (x === "gamma_sigma2" && y === "gamma_w") traces.push(...theoryTraces(xr[0], xr[1], yr[0], yr[1]));
+  for (const t of traces.slice(1)) t.showlegend = showLegend && t.showlegend;
+  plot(div, traces, {
+    title: { text: `${title}${col.includes(".") ? ` (${dynamicsLabel(dynamics)})` : ""}` },
+    xaxis: { title: { text: axisLabel(x) }, range: xr }, yaxis: { title: { text: axisLabel(y) }, range: yr },
+    legend: { orientation: "h", y: -0.25 }, plot_bgcolor: "#d9d9d9",
+  });
+  div.on("plotly_click", (ev) => {
+    const run = ev.points && ev.points[0] && ev.points[0].customdata;
+    if (run) location.href = `/ui/runs/${run}`;
+  });
+}
+
+function linePlot(div, metric, dynamics) {
+  const [x] = Object.keys(sweep.axes);
+  const col = column(metric, dynamics);
+  const title = metricTitle(metric.split(".").pop());
+  plot(div, [{ x: table[x], y: table[col] || [], customdata: table.run_id, type: "scatter", mode: "lines+markers",
+    name: title, hovertemplate: `${axisLabel(x)} = %{x}<br>${title} = %{y:.4g}<br>run %{customdata}<extra></extra>` }], {
+    title: { text: title }, xaxis: { title: { text: axisLabel(x) } }, yaxis: { title: { text: title } },
+  });
+  div.on("plotly_click", (ev) => { const run = ev.points[0] && ev.points[0].customdata; if (run) location.href = `/ui/runs/${run}`; });
+}
+
+function draw() {
+  const axes = Object.keys(sweep.axes);
+  const panels = document.getElementById("panels");
+  const metric = metricSelect.value;
+  const dynamics = dynSelect.value;
+  const metrics = metric === "figure2" ? catalogue.figure2 : [metric];
+  if (axes.length > 2) {
+    panels.replaceChildren(el("p", {}, "A sweep with three axes: see the table below (heat maps need two axes)."));
+    return;
+  }
+  panels.replaceChildren(...metrics.map((m) => el("div", { class: "plot panel", role: "img", "aria-label": metricTitle(m), "data-metric": m })));
+  [...panels.children].forEach((div, i) => {
+    if (axes.length === 2) heatmap(div, metrics[i], dynamics, i === 0);
+    else linePlot(div, metrics[i], dynamics);
+  });
+}
+
+function pickers() {
+  const ran = catalogue.dynamics.filter((d) => Object.keys(table).some((c) => c.startsWith(`${d.name}.`)));
+  const keep = dynSelect.value;
+  dynSelect.replaceChildren(...ran.map((d) => el("option", { value: d.name }, d.label)));
+  if (keep) dynSelect.value = keep;
+  if (metricSelect.options.length === 1) {
+    metricSelect.append(...catalogue.summary_metrics.map((m) => el("option", { value: m.name }, m.title)));
+    if (table.log_max_distance) metricSelect.append(el("option", { value: "log_max_distance" }, metricTitle("log_max_distance")));
+  }
+}
+
+function showTable() {
+  const axes = Object.keys(sweep.axes);
+  const dyn = dynSelect.value;
+  const metrics = catalogue.figure2.map((m) => column(m, dyn)).filter((c) => table[c]);
+  document.getElementById("table-head").replaceChildren(...["run", "status", ...axes, ...metrics].map((c) => el("th", { scope: "col" }, c)));
+  document.getElementById("table-body").replaceChildren(...table.run_id.map((run, i) => el("tr", {},
+    el("td", {}, el("a", { href: `/ui/runs/${run}` }, run.slice(0, 8))), el("td", {}, table.status[i]),
+    ...axes.map((a) => el("td", {}, fmt(table[a][i]))), ...metrics.map((c) => el("td", {}, fmt(table[c][i]))))));
+}
+
+async function refresh() {
+  try {
+    sweep = await getJSON(`/v1/sweeps/${id}`);
+    table = await getJSON(`/v1/sweeps/${id}/table`);
+  } catch (e) { message(String(e.message || e), true); return; }
+  document.getElementById("title").textContent = `Sweep ${sweep.name || sweep.id}`;
+  const status = document.getElementById("status");
+  status.textContent = sweep.status;
+  status.className = `status ${sweep.status}`;
+  const bar = document.getElementById("progress");
+  bar.max = sweep.total;
+  bar.value = sweep.progress.finished;
+  document.getElementById("progress-text").textContent = `${sweep.progress.finished} of ${sweep.total} runs finished`;
+  document.getElementById("counts").textContent = Object.entries(sweep.counts).filter(([, n]) => n).map(([s, n]) => `${s}: ${n}`).join(" · ");
+  document.getElementById("cancel").hidden = sweep.status === "finished" || sweep.status === "cancelled";
+  kvTable(document.getElementById("base"), [
+    ...Object.entries(sweep.axes).map(([a, v]) => [`axis ${a}`, `${v.length} values, ${fmt(v[0])} … ${fmt(v[v.length - 1])}`]),
+    ...Object.entries(sweep.base).map(([k, v]) => [k, Array.isArray(v) ? v.join(", ") : v]),
+    ["tags", Object.entries(sweep.tags).map(([k, v]) => `${k}=${v}`).join(", ")],
+  ]);
+  pickers();
+  draw();
+  showTable();
+  const running = sweep.status === "queued" || sweep.status === "running";
+  message(running ? "Running: the heat maps fill in as runs finish." : "");
+  if (running) setTimeout(refresh, 2000);
+}
+
+for (const f of ["csv", "parquet", "json"]) {
+  downloadLink(document.getElementById(`dl-${f}`), `/v1/sweeps/${id}/table?format=${f}`, `sweep-${id}.${f}`);
+}
+document.getElementById("runs-link").href = `/ui/runs?sweep_id=${id}`;
+metricSelect.onchange = draw;
+dynSelect.onchange = () => { draw(); showTable(); };
+document.getElementById("cancel").onclick = async () => {
+  const r = await postJSON(`/v1/sweeps/${id}/cancel`);
+  if (!r.ok) message(`Not cancelled: ${detailText(r.body)}`, true);
+  refresh();
+};
+refresh();
