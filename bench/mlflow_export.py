@@ -112,7 +112,11 @@ def mlflow_server(command: str) -> Iterator[str]:
             yield uri
         finally:
             os.killpg(proc.pid, 15)
-            proc.wait(30)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait(30)
             log.close()
 
 
