@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# the MLflow tracking server of the end-to-end test (tests/e2e/test_bridges.py), in an environment of its own:
+# the full mlflow package pins pyarrow<26 and graphql-core<3.3, below this project's
+MLFLOW_VENV ?= .venv-mlflow
+MLFLOW_STAMP := $(MLFLOW_VENV)/.installed
 
-.PHONY: install run test test-fast bench migrate clean mutation
+.PHONY: install mlflow-server run test test-fast bench migrate clean mutation
 
 install: $(STAMP)
 
@@ -14,10 +18,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[server,dev]' --config-settings editable_mode=compat
 	@touch $(STAMP)
 
+mlflow-server: $(MLFLOW_STAMP)
+
+$(MLFLOW_STAMP):
+	@test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install -q 'mlflow>=3.17'
+	@touch $(MLFLOW_STAMP)
+
 run: install
 	$(BIN)/lindyn serve
 
-test: install
+test: install mlflow-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install
@@ -35,7 +46,7 @@ mutation: install
 	$(BIN)/python -m tests.mutation_score
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache mutants
+	rm -rf $(VENV) $(MLFLOW_VENV) build *.egg-info .pytest_cache mutants
 
 migrate: install
 	$(BIN)/lindyn migrate

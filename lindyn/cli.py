@@ -6,6 +6,7 @@
 - remote.py:   ``lindyn submit|status|wait|runs|fetch|figure|cancel|sweep|sweeps|table|phase-diagram`` (a running
                service, through lindyn.client)
 - reproduce.py: ``lindyn reproduce figure1|figure2`` (the paper's settings, through a service)
+- export.py:   ``lindyn export mlflow`` (runs and sweeps to an MLflow tracking server, lindyn.bridges.mlflow)
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def main() -> None:
 def _register() -> None:
     import importlib
 
-    for module in ("simulate", "server", "keys", "remote", "reproduce"):
+    for module in ("simulate", "server", "keys", "remote", "reproduce", "export"):
         try:
             mod = importlib.import_module(f"lindyn.commands.{module}")
         except ModuleNotFoundError as exc:  # a group not written yet

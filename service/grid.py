@@ -151,13 +151,19 @@ _ARROW = {int: pa.int64(), float: pa.float64()}
 _SUMMARY_TYPES: dict[str, pa.DataType] = {q.name: _ARROW.get(q.type, pa.string()) for q in SUMMARY_METRICS}
 
 
+def grid_order(axes: dict[str, list[Any]], runs: Sequence[Run]) -> list[Run]:
+    """The runs in grid order (the last axis varies fastest), by their requests' values on the axes."""
+    names = list(axes)
+    position = {tuple(vals): i for i, vals in enumerate(itertools.product(*axes.values()))}
+    return sorted(runs, key=lambda r: position.get(tuple(r.request.get(a) for a in names), len(position)))
+
+
 def table(axes: dict[str, list[Any]], runs: Sequence[Run]) -> tuple[dict[str, list[Any]], dict[str, pa.DataType]]:
     """One row per grid point, in grid order: the axes' values, run id and status, ``<dynamics>.<metric>``
     for every summary metric of every dynamics (null until the run finished), and ``log_max_distance``
     where GD and self-consistent both ran. Returns the columns and their Parquet types."""
     names = list(axes)
-    position = {tuple(vals): i for i, vals in enumerate(itertools.product(*axes.values()))}
-    ordered = sorted(runs, key=lambda r: position.get(tuple(r.request.get(a) for a in names), len(position)))
+    ordered = grid_order(axes, runs)
     ran = {name for r in runs for name in r.dynamics_list}
     dynamics = [name for name in DYNAMICS if name in ran]
     compare = "gd" in ran and "self_consistent" in ran

@@ -74,3 +74,39 @@ def _spectrum_arrays(blobs: Sequence[bytes | None], width: int, *, as_list: bool
     full = np.full((len(blobs), width), np.nan)
     full[present] = values.reshape(-1, width)
     return [pa.array(full[:, j], mask=~present) for j in range(width)]
+
+
+def sweep_trajectories_export(
+    factory: sessionmaker[Session], runs: Sequence[Run], dynamics: Sequence[str] | None, *, filename: str
+) -> Export:
+    """Every run's trajectory in one table: columns run_id, dynamics, step and the metrics, the runs in the
+    order given (grid order) and each as ``trajectory_export`` has it. The rows are read while the response
+    is sent, a run after another, in a session of their own from ``factory``, and sent in batches of about
+    the same size whatever the runs' lengths."""
+    schema = pa.schema([pa.field("run_id", pa.string())]
+                       + [pa.field(name, TRAJECTORY_TYPES[name]) for name in TRAJECTORY_COLUMNS])  # fmt: skip
+    plan = [(run.id, [n for n in run.dynamics_list if dynamics is None or n in dynamics]) for run in runs]
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        size = rows_per_batch(len(schema))
+        ids: list[str] = []
+        rows: list[Any] = []
+        with factory() as own:
+            for run_id, names in plan:
+                for chunk in trajectory_chunks(own, run_id, names, chunk_rows=size):
+                    ids += [str(run_id)] * len(chunk)
+                    rows += chunk
+                    while len(rows) >= size:
+                        yield _sweep_batch(ids[:size], rows[:size], schema)
+                        del ids[:size], rows[:size]
+        if rows:
+            yield _sweep_batch(ids, rows, schema)
+
+    return Export(schema, batches(), filename=filename)
+
+
+def _sweep_batch(ids: Sequence[str], rows: Sequence[Any], schema: pa.Schema) -> pa.RecordBatch:
+    columns = list(zip(*rows))
+    arrays = [pa.array(ids, type=pa.string())]
+    arrays += [pa.array(columns[i], type=TRAJECTORY_TYPES[name]) for i, name in enumerate(TRAJECTORY_COLUMNS)]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)

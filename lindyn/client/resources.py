@@ -120,6 +120,12 @@ class Run(_Resource):
     def _counts(self) -> tuple[int, int]:
         return self.progress
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: status, progress, summaries, the figure (lindyn.notebook.run_html)."""
+        from lindyn.notebook import run_html
+
+        return run_html(self)
+
     @property
     def summary(self) -> dict[str, dict[str, Any]]:
         """dynamics -> its summary (metric -> value); empty until the run finished."""
@@ -200,6 +206,12 @@ class Sweep(_Resource):
         p = self._data.get("progress") or {}
         return int(p.get("finished", 0)), int(p.get("total", 0))
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: status, progress, the table, the phase diagram (lindyn.notebook.sweep_html)."""
+        from lindyn.notebook import sweep_html
+
+        return sweep_html(self)
+
     @property
     def total(self) -> int:
         return int(self.data["total"])
@@ -221,6 +233,30 @@ class Sweep(_Resource):
 
         response = self.client.request("GET", f"/v1/sweeps/{self.id}/table", params={"format": "parquet"})
         return pq.read_table(io.BytesIO(response.content)).to_pandas()
+
+    def dataset(self) -> Any:
+        """The sweep as an ``xarray.Dataset`` over its axes and ``dynamics`` (the summary metrics, NaN where a
+        point has not finished): lindyn.bridges.xarray.sweep_dataset; needs the ``xarray`` extra."""
+        from lindyn.bridges.xarray import sweep_dataset
+
+        return sweep_dataset(self)
+
+    def trajectories(self, dynamics: str | list[str] | None = None, *, dataset: bool = False) -> Any:
+        """Every finished run's trajectory as one long pandas DataFrame (run_id, dynamics, step, the metrics),
+        fetched as Parquet in one streamed request; with ``dataset``, an ``xarray.Dataset`` over (*axes,
+        dynamics, step) instead (lindyn.bridges.xarray.trajectory_dataset; the ``xarray`` extra)."""
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+        params: list[tuple[str, Any]] = [("format", "parquet")]
+        if dynamics is not None:
+            params += [("dynamics", d) for d in ([dynamics] if isinstance(dynamics, str) else dynamics)]
+        response = self.client.request("GET", f"/v1/sweeps/{self.id}/trajectories", params=params)
+        frame = pq.read_table(io.BytesIO(response.content)).to_pandas()
+        if not dataset:
+            return frame
+        from lindyn.bridges.xarray import trajectory_dataset
+
+        return trajectory_dataset(self, frame)
 
     def export_table(self, path: str | Path, format: str | None = None) -> Path:  # noqa: A002
         """Write the table to ``path``: json (columnar), csv or parquet, by ``format`` or the extension."""

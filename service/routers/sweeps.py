@@ -1,4 +1,5 @@
-"""/v1/sweeps: submit a grid of runs, follow it, list sweeps, cancel one, fetch its table."""
+"""/v1/sweeps: submit a grid of runs, follow it, list sweeps, cancel one, fetch its table and its runs'
+trajectories."""
 
 from __future__ import annotations
 
@@ -8,17 +9,18 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 
 from dynamics.request import DynamicsName
 from dynamics.result import DEFAULT_METRIC, FIGURE2_METRICS
-from models import Sweep, queries
+from models import RunStatus, Sweep, queries
 from models.runs import fail_runs
 from models.sweeps import cancel_sweep, create_sweep, sweep_runs, sweep_states
 from service import errors
-from service.deps import QueueDep, SessionDep, SettingsDep, get_or_404
+from service.deps import QueueDep, SessionDep, SessionmakerDep, SettingsDep, get_or_404
 from service.exports import Export, ExportFormat, export_format, export_response
 from service.figures import FigureError, sweep_phase_diagram
-from service.grid import Grid, GridError, chunks, expand, table
+from service.grid import Grid, GridError, chunks, expand, grid_order, table
 from service.plots import MEDIA_TYPES, ImageFormat
 from service.schemas.labels import parse_tag_filters
 from service.schemas.sweeps import SweepBrief, SweepCreate, SweepCreated, SweepFilters, SweepPage, SweepRead
+from service.trajectory import sweep_trajectories_export
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no sweep with this id"}}
@@ -143,6 +145,44 @@ def read_table(
     The format: ``?format=``, else the Accept header."""
     columns, types = table(sweep.axes, sweep_runs(session, sweep.id))
     return export_response(Export.of_columns(columns, types, f"sweep-{sweep.id}"), fmt)
+
+
+@router.get(
+    "/{sweep_id}/trajectories",
+    responses={
+        **_NOT_FOUND,
+        200: {
+            "description": "columns run_id, dynamics, step and the metrics: one row per (run, dynamics, recorded "
+            "step) of every finished run, the runs in grid order; JSON (one list per column), CSV or Parquet",
+            "content": {"application/json": {}, "text/csv": {}, "application/vnd.apache.parquet": {}},
+        },
+        406: {"description": "the Accept header names no format this endpoint produces"},
+        422: {"description": "a dynamics the sweep's runs did not run, or an unknown format"},
+    },
+)
+def read_trajectories(
+    sweep: SweepDep,
+    session: SessionDep,
+    factory: SessionmakerDep,
+    fmt: Annotated[ExportFormat, Depends(export_format)],
+    dynamics: Annotated[list[DynamicsName] | None, Query(description="only these dynamics (repeatable)")] = None,
+) -> Response:
+    """The trajectories of all the sweep's runs that have one (succeeded or diverged) in one response: the
+    columns of a run's trajectory with `run_id` first (join with the table for the grid point). Streamed:
+    read from the database a run at a time as it is sent."""
+    every = sweep_runs(session, sweep.id)
+    ran = {name for r in every for name in r.dynamics_list}
+    missing = [name for name in dynamics or [] if name not in ran]
+    if missing:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [{"loc": ["query", "dynamics"], "field": "dynamics", "type": "value_error",
+              "msg": f"sweep {sweep.id} did not run {', '.join(missing)} (it ran {', '.join(sorted(ran))})"}],
+        )
+    finished = [r for r in every if r.status in (RunStatus.succeeded, RunStatus.diverged)]
+    export = sweep_trajectories_export(factory, grid_order(sweep.axes, finished), dynamics,
+                                       filename=f"trajectories-{sweep.id}")  # fmt: skip
+    return export_response(export, fmt)
 
 
 @router.get(
