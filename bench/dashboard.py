@@ -27,9 +27,11 @@ from sqlalchemy import insert, update
 import migrations
 from bench.common import machine
 from dynamics import SimulationRequest
-from models import Run, RunStatus, Settings, make_engine
-from models.crud import create_sweep, run_row
-from models.jobs import ensure_broker_folders
+from core import Settings, make_engine
+from models import Run, RunStatus
+from models.runs import run_row
+from models.sweeps import create_sweep
+from core.jobs import ensure_broker_folders
 from models.tables import RunSummary
 from service.main import create_app
 

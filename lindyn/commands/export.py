@@ -9,12 +9,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from lindyn.commands.remote import DEFAULT_SERVER, ApiKeyOpt, JsonOpt, ServerOpt, _api_errors, _client, _fail
+from lindyn.commands.remote import JsonOpt, _api_errors, _fail
+from lindyn.commands.service_options import Service, with_service_options
 
 export_app = typer.Typer(help="Export runs and sweeps to the lab's own tools.", no_args_is_help=True)
 
 
 @export_app.command("mlflow")
+@with_service_options
 def mlflow(
     run_id: Annotated[Optional[str], typer.Argument(help="the run's id", show_default=False)] = None,  # noqa: UP045
     sweep: Annotated[
@@ -28,8 +30,8 @@ def mlflow(
     ] = "",
     experiment: Annotated[str, typer.Option(help="the MLflow experiment (created if missing)")] = "lindyn",
     json_output: JsonOpt = False,
-    server: ServerOpt = DEFAULT_SERVER,
-    api_key: ApiKeyOpt = None,
+    *,
+    service: Service,
 ) -> None:
     """Log a run (or a sweep) to MLflow: params, tags, summaries, metric history, figure and trajectory."""
     if (run_id is None) == (sweep is None):
@@ -40,7 +42,7 @@ def mlflow(
         from lindyn.bridges.mlflow import export
     except ImportError as exc:
         raise _fail(str(exc)) from None
-    with _api_errors(), _client(server, api_key) as client:
+    with _api_errors(), service.client() as client:
         try:
             report = export(client, tracking_uri, run_id=run_id, sweep_id=sweep, experiment=experiment)
         except ImportError as exc:

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from models import Settings
-from models.jobs import ensure_broker_folders
+from core import Settings
+from core.jobs import ensure_broker_folders
 from tests.conftest import CI
 from tests.e2e.conftest import LINDYN, Api, Processes, clean_env, start_api, start_worker, wait_for
 

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dynamics import SimulationRequest, simulate
-from models import Settings
+from core import Settings
 from service.ui.catalogue import catalogue
 from tests.service.conftest import make_client
 from workers.tasks import execute_run
