@@ -92,9 +92,9 @@ def test_sweep_dataset_and_trajectories(client: Client, sweep_id: str, tmp_path:
     xr.testing.assert_identical(xr.load_dataset(path, engine="h5netcdf"), ds)
 
     # every trajectory in one request, equal to each run's own, in grid order
-    client._http._transport.paths.clear()  # type: ignore[attr-defined]
+    client.transport._http._transport.paths.clear()  # type: ignore[attr-defined]
     frame = sweep.trajectories()
-    assert client._http._transport.paths == [f"/v1/sweeps/{sweep_id}/trajectories"]  # type: ignore[attr-defined]
+    assert client.transport._http._transport.paths == [f"/v1/sweeps/{sweep_id}/trajectories"]  # type: ignore[attr-defined]
     own = [client.run(rid).trajectory().assign(run_id=rid) for rid in table["run_id"]]
     expected = pd.concat(own, ignore_index=True)[list(frame.columns)]
     pd.testing.assert_frame_equal(frame, expected)
@@ -238,7 +238,7 @@ def test_export_errors(server: str) -> None:
 
 # ---- notebooks -------------------------------------------------------------------------------------------
 def test_notebook_views_fetch_only_what_they_lack(client: Client, sweep_id: str) -> None:
-    transport: Counting = client._http._transport  # type: ignore[assignment]
+    transport: Counting = client.transport._http._transport  # type: ignore[assignment]
     run_id = client.get_sweep(sweep_id).table()["run_id"].iloc[0]
     run = client.run(run_id)
     transport.paths.clear()
