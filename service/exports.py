@@ -33,6 +33,15 @@ _ACCEPTED: dict[str, ExportFormat] = {
 }
 
 
+def export_responses(description: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI responses every export endpoint shares: 200 in its three media types, and 406."""
+    return {
+        200: {"description": description,
+              "content": {"application/json": {}, "text/csv": {}, PARQUET_MEDIA_TYPE: {}}},
+        406: {"description": "the Accept header names no format this endpoint produces"},
+    }  # fmt: skip
+
+
 def export_format(
     request: Request,
     format: ExportFormat | None = Query(  # noqa: A002, B008 - the query parameter is called format

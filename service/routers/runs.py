@@ -16,7 +16,7 @@ from models import queries
 from models.runs import cancel_run, fail_run, find_reusable_run, new_run
 from service import errors
 from service.deps import QueueDep, SessionDep, SessionmakerDep, SettingsDep, get_or_404
-from service.exports import ExportFormat, export_format, export_response
+from service.exports import ExportFormat, export_format, export_response, export_responses
 from service.figures import run_figure_of
 from service.plots import MEDIA_TYPES, ImageFormat
 from service.schemas.run_filters import RunFilters, query_of
@@ -166,12 +166,10 @@ async def read_run(run: RunDep) -> RunRead:
     "/{run_id}/trajectory",
     responses={
         **_NOT_FOUND,
-        200: {
-            "description": "columns dynamics, step and the metrics: JSON (one list per column), CSV or Parquet",
-            "content": {"application/json": {}, "text/csv": {}, "application/vnd.apache.parquet": {}},
-        },
+        **export_responses(
+            "columns dynamics, step and the metrics: JSON (one list per column), CSV or Parquet"
+        ),
         409: {"description": "the run has no trajectory (not finished, failed or cancelled)"},
-        406: {"description": "the Accept header names no format this endpoint produces"},
         422: {"description": "a dynamics the run did not run, or an unknown format"},
     },
 )

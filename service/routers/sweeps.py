@@ -14,7 +14,7 @@ from models.runs import fail_runs
 from models.sweeps import cancel_sweep, create_sweep, sweep_runs, sweep_states
 from service import errors
 from service.deps import QueueDep, SessionDep, SessionmakerDep, SettingsDep, get_or_404
-from service.exports import Export, ExportFormat, export_format, export_response
+from service.exports import Export, ExportFormat, export_format, export_response, export_responses
 from service.figures import FigureError, sweep_phase_diagram
 from service.grid import Grid, GridError, chunks, expand, grid_order, table
 from service.plots import MEDIA_TYPES, ImageFormat
@@ -126,13 +126,11 @@ def cancel(sweep: SweepDep, session: SessionDep) -> SweepRead:
     "/{sweep_id}/table",
     responses={
         **_NOT_FOUND,
-        200: {
-            "description": "one row per grid point: the axes' values, run_id, status, <dynamics>.<metric> for "
+        **export_responses(
+            "one row per grid point: the axes' values, run_id, status, <dynamics>.<metric> for "
             "every summary metric, and log_max_distance when GD and self-consistent both ran; JSON (one list "
-            "per column), CSV or Parquet",
-            "content": {"application/json": {}, "text/csv": {}, "application/vnd.apache.parquet": {}},
-        },
-        406: {"description": "the Accept header names no format this endpoint produces"},
+            "per column), CSV or Parquet"
+        ),
         422: {"description": "an unknown format"},
     },
 )
@@ -151,12 +149,10 @@ def read_table(
     "/{sweep_id}/trajectories",
     responses={
         **_NOT_FOUND,
-        200: {
-            "description": "columns run_id, dynamics, step and the metrics: one row per (run, dynamics, recorded "
-            "step) of every finished run, the runs in grid order; JSON (one list per column), CSV or Parquet",
-            "content": {"application/json": {}, "text/csv": {}, "application/vnd.apache.parquet": {}},
-        },
-        406: {"description": "the Accept header names no format this endpoint produces"},
+        **export_responses(
+            "columns run_id, dynamics, step and the metrics: one row per (run, dynamics, recorded "
+            "step) of every finished run, the runs in grid order; JSON (one list per column), CSV or Parquet"
+        ),
         422: {"description": "a dynamics the sweep's runs did not run, or an unknown format"},
     },
 )
