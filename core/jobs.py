@@ -1,12 +1,16 @@
 """The contract between the service (which enqueues) and the workers (which run): task names, queues, and the
 Celery configuration both build their app from. Only run ids travel through the broker; everything else
-is in the database. Pure data: importing this module imports neither Celery nor FastAPI."""
+is in the database. Importing this module imports neither Celery nor FastAPI."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from core.settings import Settings
+from dynamics import SimulationRequest
+from dynamics.simulate import batch_key
 
 SIMULATE_RUN_TASK = "lindyn.simulate_run"
 SIMULATE_BATCH_TASK = "lindyn.simulate_batch_runs"  # a chunk of a sweep's runs, run as one stacked batch
@@ -80,3 +84,24 @@ def ensure_broker_folders(settings: Settings) -> None:
     if settings.broker.startswith("filesystem://"):
         for sub in ("queue", "control", "processed"):
             (settings.broker_folder / sub).mkdir(parents=True, exist_ok=True)
+
+
+def chunks(
+    run_ids: Sequence[uuid.UUID], requests: Sequence[SimulationRequest], size: int, spread: int = 1
+) -> list[tuple[str, list[uuid.UUID]]]:
+    """The runs grouped by ``batch_key``, each group of n runs dealt into max(ceil(n / size), min(n, spread))
+    chunks: one worker task each, with the backend its queue is chosen by. ``spread`` (the worker processes)
+    gives every process a chunk. Dealt, not cut: chunk j of m holds points j, j + m, j + 2m, ... (grid order
+    kept), so chunks sample the whole grid and take about as long as each other. (A sweep's runs, sent by the
+    service, and a refinement round's, sent by the worker that starts it.)"""
+    groups: dict[tuple[Any, ...], list[uuid.UUID]] = {}
+    backends: dict[tuple[Any, ...], str] = {}
+    for run_id, request in zip(run_ids, requests, strict=True):
+        key = batch_key(request)
+        groups.setdefault(key, []).append(run_id)
+        backends[key] = request.backend
+    out = []
+    for key, ids in groups.items():
+        m = max(-(-len(ids) // size), min(len(ids), spread))
+        out += [(backends[key], ids[j::m]) for j in range(m)]
+    return out

@@ -28,11 +28,16 @@ def create_sweep(
     axes: dict[str, Any],
     requests: Sequence[SimulationRequest],
     tags: Mapping[str, str] | None = None,
+    refine: Mapping[str, Any] | None = None,
 ) -> tuple[Sweep, list[uuid.UUID]]:
     """Store a sweep (with its name and tags) and one queued run per grid point (bulk inserts, in the caller's
     transaction); the sweep and its run ids in the order of ``requests``. The runs get neither the name nor
-    the tags: they belong to the sweep, and its runs are found by their sweep_id."""
+    the tags: they belong to the sweep, and its runs are found by their sweep_id. With ``refine`` ({metric,
+    rounds, budget}) the sweep starts refining (models/refinement.py adds the rounds)."""
     sweep = Sweep(id=uuid.uuid4(), name=name, base_request=base_request, axes=axes, total=len(requests))
+    if refine is not None:
+        sweep.refine, sweep.refine_round = dict(refine), 0
+        sweep.refine_points, sweep.refine_state = [len(requests)], "refining"
     sweep.tag_rows = [SweepTag(key=k, value=v) for k, v in sorted((tags or {}).items())]
     session.add(sweep)
     session.flush()
@@ -80,14 +85,19 @@ def sweep_states(session: Session, sweep_ids: Sequence[uuid.UUID]) -> dict[uuid.
 
 
 def cancel_sweep(session: Session, sweep_id: uuid.UUID) -> int:
-    """Cancel the sweep's queued and running runs (a running batch stops at its next progress report);
-    finished runs are kept. How many were cancelled."""
+    """Cancel the sweep's queued and running runs (a running batch stops at its next progress report) and its
+    further refinement rounds; finished runs are kept. How many runs were cancelled, plus one when a
+    refinement was stopped."""
     stmt = (
         update(Run)
         .where(Run.sweep_id == sweep_id, Run.status.in_(ACTIVE))
         .values(status=RunStatus.cancelled, finished_at=utcnow())
     )
-    return cast(CursorResult[Any], session.execute(stmt)).rowcount
+    stop = (
+        update(Sweep).where(Sweep.id == sweep_id, Sweep.refine_state == "refining").values(refine_state="cancelled")
+    )
+    stopped = cast(CursorResult[Any], session.execute(stop)).rowcount
+    return cast(CursorResult[Any], session.execute(stmt)).rowcount + stopped
 
 
 def sweep_runs(session: Session, sweep_id: uuid.UUID) -> list[Run]:

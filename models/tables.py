@@ -51,6 +51,14 @@ class Sweep(Base):
     base_request: Mapped[dict[str, Any]] = mapped_column(JSON)
     axes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     total: Mapped[int] = mapped_column(Integer, default=0)
+    #: adaptive refinement (dynamics/refine.py), None without: {"metric", "rounds", "budget"} as submitted
+    refine: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: the refinement rounds started (0: the coarse grid only); advanced by a conditional UPDATE, so once
+    refine_round: Mapped[int] = mapped_column(Integer, default=0)
+    #: points per round: the coarse grid's, then each refinement round's
+    refine_points: Mapped[list[int] | None] = mapped_column(JSON)
+    #: refining (another round follows once the runs finish), done, or cancelled; None without refinement
+    refine_state: Mapped[str | None] = mapped_column(String(16))
 
     runs: Mapped[list[Run]] = relationship(back_populates="sweep", passive_deletes=True)
     tag_rows: Mapped[list[SweepTag]] = relationship(

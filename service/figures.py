@@ -62,6 +62,9 @@ def sweep_phase_diagram(sweep: Sweep, runs: Sequence[Run], metric: str, fmt: Ima
     title = f"sweep {sweep.name or sweep.id}: {finished} of {len(frame)} grid points finished"
     if len(ds) == 1 and len(ranks) == 1:
         title += f" (d = {next(iter(ds))}, k = {next(iter(ranks))})"
+    if sweep.refine is not None:  # a non-uniform mesh: each cell in its nearest point's value
+        title += f"\nrefined on {sweep.refine['metric']}: each cell drawn in its nearest point's value"
     return phase_diagram(frame, metric, fmt, x=x, y=y, dynamics=dynamics,
                          d=next(iter(ds)) if len(ds) == 1 else None,
-                         rank=next(iter(ranks)) if len(ranks) == 1 else None, title=title)
+                         rank=next(iter(ranks)) if len(ranks) == 1 else None, title=title,
+                         nearest=sweep.refine is not None)

@@ -15,11 +15,12 @@ import pyarrow as pa
 
 from dynamics import DYNAMICS, SUMMARY_METRICS, Limits, SimulationRequest
 from dynamics.request import NUMERIC_FIELDS, OTHER_FORM, InvalidRequest, parse_request
-from dynamics.simulate import batch_key
+from core.jobs import chunks  # noqa: F401 - the fan-out, shared with the workers' refinement rounds
 from models import Run
+from models.refinement import COMPARISON
 from service.errors import field_error
 from service.schemas.runs import finite_or_none
-from service.schemas.sweeps import AxisSpec, SweepCreate
+from service.schemas.sweeps import AxisSpec, RefineSpec, SweepCreate
 
 #: every numeric request field may be an axis: its name and type (an axis on one form of a quantity,
 #: OTHER_FORM, removes the other from the base)
@@ -93,7 +94,40 @@ def expand(body: SweepCreate, limits: Limits, max_points: int) -> Grid:
             if v in seen:
                 raise GridError([field_error(["body", "axes", a], a, f"axis {a} has the value {v} twice")])
             seen.add(v)
-    return Grid(axes=dict(zip(names, canonical, strict=True)), requests=requests, base=base)
+    grid = Grid(axes=dict(zip(names, canonical, strict=True)), requests=requests, base=base)
+    if body.refine is not None:
+        check_refine(body.refine, grid, max_points)
+    return grid
+
+
+def refine_metrics(requests: Sequence[SimulationRequest]) -> list[str]:
+    """The metrics a refinement may follow: ``<dynamics>.<metric>`` for every numeric summary metric of every
+    requested dynamics, and log_max_distance when gd and self_consistent both run."""
+    ran = {name for r in requests for name in r.dynamics}
+    out = [f"{name}.{q.name}" for name in DYNAMICS if name in ran for q in SUMMARY_METRICS if q.numeric]
+    return [*out, COMPARISON] if {"gd", "self_consistent"} <= ran else out
+
+
+def check_refine(spec: RefineSpec, grid: Grid, max_points: int) -> None:
+    """GridError when the refinement cannot run on this grid: not one or two axes, an axis with one value,
+    a metric the runs will not have, or a budget that takes the sweep over ``max_points``."""
+    errors = []
+    if len(grid.axes) > 2:
+        errors.append(field_error(["body", "refine"], "refine", f"refinement needs one or two axes; the sweep has "
+                                  f"{len(grid.axes)} ({', '.join(grid.axes)})"))
+    for a, vals in grid.axes.items():
+        if len(vals) < 2:
+            errors.append(field_error(["body", "axes", a], a, f"axis {a} has one value: refinement needs at least "
+                                      "two on every axis (cells between them to split)"))
+    metrics = refine_metrics(grid.requests)
+    if spec.metric not in metrics:
+        errors.append(field_error(["body", "refine", "metric"], "metric", f"{spec.metric!r} is not a summary metric "
+                                  f"of a requested dynamics; choose one of {', '.join(metrics)}"))
+    if len(grid.requests) + spec.budget > max_points:
+        errors.append(field_error(["body", "refine", "budget"], "budget", f"budget = {spec.budget} with the "
+                                  f"{len(grid.requests)} grid points is over the limit of {max_points} points"))
+    if errors:
+        raise GridError(errors)
 
 
 def _check_axes(body: SweepCreate, max_points: int) -> None:
@@ -124,27 +158,6 @@ def _point_errors(exc: InvalidRequest, point: dict[str, Any], names: list[str]) 
     return out
 
 
-# ---- fan-out ---------------------------------------------------------------------------------------------
-def chunks(
-    run_ids: Sequence[uuid.UUID], requests: Sequence[SimulationRequest], size: int, spread: int = 1
-) -> list[tuple[str, list[uuid.UUID]]]:
-    """The runs grouped by ``batch_key``, each group of n runs dealt into max(ceil(n / size), min(n, spread))
-    chunks: one worker task each, with the backend its queue is chosen by. ``spread`` (the worker processes)
-    gives every process a chunk. Dealt, not cut: chunk j of m holds points j, j + m, j + 2m, ... (grid order
-    kept), so chunks sample the whole grid and take about as long as each other."""
-    groups: dict[tuple[Any, ...], list[uuid.UUID]] = {}
-    backends: dict[tuple[Any, ...], str] = {}
-    for run_id, request in zip(run_ids, requests, strict=True):
-        key = batch_key(request)
-        groups.setdefault(key, []).append(run_id)
-        backends[key] = request.backend
-    out = []
-    for key, ids in groups.items():
-        m = max(-(-len(ids) // size), min(len(ids), spread))
-        out += [(backends[key], ids[j::m]) for j in range(m)]
-    return out
-
-
 # ---- the table -------------------------------------------------------------------------------------------
 _ARROW = {int: pa.int64(), float: pa.float64()}
 #: the summary metrics (dynamics.SUMMARY_METRICS, as /v1/runs serves them) and their Parquet types
@@ -152,10 +165,17 @@ _SUMMARY_TYPES: dict[str, pa.DataType] = {q.name: _ARROW.get(q.type, pa.string()
 
 
 def grid_order(axes: dict[str, list[Any]], runs: Sequence[Run]) -> list[Run]:
-    """The runs in grid order (the last axis varies fastest), by their requests' values on the axes."""
+    """The runs in grid order (the last axis varies fastest), by their requests' values on the axes; the points
+    a refinement added (off the grid) after them, in increasing order of their values."""
     names = list(axes)
     position = {tuple(vals): i for i, vals in enumerate(itertools.product(*axes.values()))}
-    return sorted(runs, key=lambda r: position.get(tuple(r.request.get(a) for a in names), len(position)))
+
+    def key(run: Run) -> tuple[int, tuple[Any, ...]]:
+        point = tuple(run.request.get(a) for a in names)
+        at = position.get(point)
+        return (at, ()) if at is not None else (len(position), point)
+
+    return sorted(runs, key=key)
 
 
 def table(axes: dict[str, list[Any]], runs: Sequence[Run]) -> tuple[dict[str, list[Any]], dict[str, pa.DataType]]:

@@ -195,10 +195,15 @@ def metric_columns(table: pd.DataFrame) -> list[str]:
     ]
 
 
-def grid_of(table: pd.DataFrame, x: str, y: str, column: str) -> tuple[np.ndarray, np.ndarray, np.ma.MaskedArray]:
-    """(x values, y values, values[y_i, x_j] masked where there is no finite value) of a long table."""
+def grid_of(table: pd.DataFrame, x: str, y: str, column: str,
+            nearest: bool = False) -> tuple[np.ndarray, np.ndarray, np.ma.MaskedArray]:
+    """(x values, y values, values[y_i, x_j] masked where there is no finite value) of a long table. With
+    ``nearest`` (a refined, non-uniform mesh) every cell of the union of the axes' values takes the value of
+    the table's nearest point (distances in units of each axis's range; masked when that point has none)."""
     xs = np.unique(pd.to_numeric(table[x], errors="coerce").dropna().to_numpy(dtype=float))
     ys = np.unique(pd.to_numeric(table[y], errors="coerce").dropna().to_numpy(dtype=float))
+    if nearest:
+        return xs, ys, np.ma.masked_invalid(nearest_values(xs, ys, table, x, y, column))
     grid = np.full((len(ys), len(xs)), np.nan)
     values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
     xi = np.searchsorted(xs, pd.to_numeric(table[x], errors="coerce").to_numpy(dtype=float))
@@ -207,6 +212,25 @@ def grid_of(table: pd.DataFrame, x: str, y: str, column: str) -> tuple[np.ndarra
         if i < len(ys) and j < len(xs) and math.isfinite(v):
             grid[i, j] = v
     return xs, ys, np.ma.masked_invalid(grid)
+
+
+def nearest_values(xs: np.ndarray, ys: np.ndarray, table: pd.DataFrame, x: str, y: str, column: str) -> np.ndarray:
+    """values[y_i, x_j]: the value of ``column`` at the table's point nearest (xs[j], ys[i]) (NaN if none), the
+    distance measured in units of each axis's range."""
+    px = pd.to_numeric(table[x], errors="coerce").to_numpy(dtype=float)
+    py = pd.to_numeric(table[y], errors="coerce").to_numpy(dtype=float)
+    pv = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+    keep = np.isfinite(px) & np.isfinite(py)
+    px, py, pv = px[keep], py[keep], pv[keep]
+    grid = np.full((len(ys), len(xs)), np.nan)
+    if len(px) == 0:
+        return grid
+    sx = float(np.ptp(xs)) or 1.0
+    sy = float(np.ptp(ys)) or 1.0
+    for i, yv in enumerate(ys):  # a row at a time: (len(xs), points) distances
+        d2 = ((xs[:, None] - px[None, :]) / sx) ** 2 + ((yv - py[None, :]) / sy) ** 2
+        grid[i] = pv[np.argmin(d2, axis=1)]
+    return grid
 
 
 def phase_diagram(
@@ -220,12 +244,15 @@ def phase_diagram(
     d: int | None = None,
     rank: int | None = None,
     title: str | None = None,
+    nearest: bool = False,
 ) -> bytes:
     """Heat map of ``metric`` over the sweep's two axes (``x``, ``y``; by default gamma_sigma2 and gamma_w
     when the table has them), colour bar, axis labels; grid points without a finite value are masked and
     drawn in ``MISSING_COLOUR``. When the axes are gamma_sigma2 (x) and gamma_w (y), the theory's lines
     (method.md section 6) with a legend; the line w = k needs ``d`` and ``rank``. ``metric="figure2"``: the
-    paper's four panels. ValueError for axes that are not in the table, KeyError for an unknown metric."""
+    paper's four panels. ``nearest``: the points form a refined (non-uniform) mesh, each cell of the union of
+    the axes' values drawn in its nearest point's value (``grid_of``). ValueError for axes that are not in the
+    table, KeyError for an unknown metric."""
     _check_format(fmt)
     x, y = _axes_of(table, x, y)
     metrics = list(FIGURE2_METRICS) if metric == "figure2" else [metric]
@@ -245,7 +272,7 @@ def phase_diagram(
         fig = Figure(figsize=(14, 12), layout="constrained")
         panels = list(np.asarray(fig.subplots(2, 2)).ravel())
     for ax, m, column in zip(panels, metrics, columns):
-        _heat_map(ax, fig, table, x, y, m, column, d=d, rank=rank)
+        _heat_map(ax, fig, table, x, y, m, column, d=d, rank=rank, nearest=nearest)
     legend: dict[str, Any] = {}
     for ax in panels:  # one legend for every panel, below them
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -270,7 +297,7 @@ def _axes_of(table: pd.DataFrame, x: str | None, y: str | None) -> tuple[str, st
 
 
 def _heat_map(ax: Axes, fig: Figure, table: pd.DataFrame, x: str, y: str, metric: str, column: str | None,
-              *, d: int | None, rank: int | None) -> None:
+              *, d: int | None, rank: int | None, nearest: bool = False) -> None:
     base = metric.split(".", 1)[-1]
     name = METRIC_TITLES.get(base, base)
     if column is not None and column != base:
@@ -278,7 +305,8 @@ def _heat_map(ax: Axes, fig: Figure, table: pd.DataFrame, x: str, y: str, metric
     ax.set_xlabel(AXIS_LABELS.get(x, x))
     ax.set_ylabel(AXIS_LABELS.get(y, y))
     ax.set_title(name)
-    xs, ys, grid = grid_of(table, x, y, column) if column is not None else (*_axis_values(table, x, y), None)
+    xs, ys, grid = (grid_of(table, x, y, column, nearest) if column is not None
+                    else (*_axis_values(table, x, y), None))
     if len(xs) == 0 or len(ys) == 0:
         ax.text(0.5, 0.5, "no grid points", transform=ax.transAxes, ha="center", va="center")
         return

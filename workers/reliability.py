@@ -5,7 +5,8 @@
 - every worker's main process runs the reaper: once when it is ready and every LINDYN_REAPER_INTERVAL_S,
   it queues again the runs whose worker stopped beating (on the filesystem broker of the embedded mode,
   which never delivers an unacknowledged message again, this is what brings a run back), and deletes the
-  records of tasks older than LINDYN_TASK_HISTORY_DAYS (models/executions.py).
+  records of tasks older than LINDYN_TASK_HISTORY_DAYS (models/executions.py), and starts the refinement
+  rounds whose start was lost (a worker died between storing a round's last run and starting the next).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from core.db import in_transaction
 from core.jobs import SIMULATE_RUN_TASK, queue_for
 from models.executions import prune_task_executions
 from models.reaper import beat, reap
+from workers.refinement import recover_rounds
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,7 @@ class Reaper:
         """One round: requeue the stale runs (how many), then prune the task records."""
         factory = get_sessionmaker(self.settings.db_url, self.settings.sqlite_busy_timeout_ms)
         n = reap(factory, self.settings.stale_after_s, self.send, queues=self.queues)
+        n += recover_rounds(self.settings, self.app)  # a refinement round whose start was lost
         if keep_days := self.settings.task_history_days:
             in_transaction(factory, lambda s: prune_task_executions(s, keep_days))
         return n

@@ -34,6 +34,7 @@ from models.runs import (
     record_progress,
 )
 from workers.celery_app import celery_app
+from workers.refinement import after_runs
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +276,7 @@ def simulate_run(self: Task, run_id: str) -> str:
     settings = get_settings()
     with retried_when_database_down(self), recorded(self, settings, runs=1) as statuses:
         statuses.append(execute_run(uuid.UUID(run_id), settings))
+    after_runs(settings, celery_app, [uuid.UUID(run_id)])  # a refining sweep's next round, once its runs finished
     return statuses[0]
 
 
@@ -284,4 +286,5 @@ def simulate_batch_runs(self: Task, run_ids: list[str]) -> dict[str, str]:
     with retried_when_database_down(self), recorded(self, settings, runs=len(run_ids)) as statuses:
         outcome = execute_batch([uuid.UUID(r) for r in run_ids], settings)
         statuses.extend(outcome.values())
+    after_runs(settings, celery_app, [uuid.UUID(r) for r in run_ids])  # a refining sweep's next round
     return outcome

@@ -180,12 +180,14 @@ class Client:
         *,
         tags: Mapping[str, str] | None = None,
         chunk_size: int | None = None,
+        refine: Mapping[str, Any] | None = None,
     ) -> Sweep:
         """Submit a grid of runs: ``base`` (a SimulationRequest or a dict of its fields) with one to three
         ``axes``, each a request field and its values: a list (``[0, 1, 2]``), ``(start, stop, n)`` (n evenly
         spaced values), ``"linspace:1.75:2.8:30"`` / ``"values:0,1,2"``, or the API's own
         ``{"values": [...]}`` / ``{"linspace": [start, stop, n]}``. ``name`` and ``tags`` label the sweep (not
-        its runs) to find it by with ``sweeps()``."""
+        its runs) to find it by with ``sweeps()``. ``refine`` (``{"metric": "gd.min_test_error", "rounds": 2,
+        "budget": 300}``) adds points where the metric changes most, round after round, after the grid."""
         body_base = base.model_dump(exclude_none=True) if hasattr(base, "model_dump") else dict(base)
         body: dict[str, Any] = {"base": body_base, "axes": {k: axis_spec(v) for k, v in axes.items()}}
         if name is not None:
@@ -194,6 +196,8 @@ class Client:
             body["tags"] = dict(tags)
         if chunk_size is not None:
             body["chunk_size"] = chunk_size
+        if refine is not None:
+            body["refine"] = dict(refine)
         created = self._json("POST", "/v1/sweeps", json=body, retry_unsent_only=True)
         return Sweep(self, created["id"], created)
 

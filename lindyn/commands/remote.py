@@ -299,6 +299,15 @@ def sweep(
     chunk_size: Annotated[
         Optional[int], typer.Option(min=1, help="grid points per worker task (default: the server's)")  # noqa: UP045
     ] = None,
+    refine_metric: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="refine the grid where this metric changes most: <dynamics>.<metric>, e.g. "
+                     "gd.min_test_error (one or two axes)"),
+    ] = None,
+    refine_rounds: Annotated[int, typer.Option(min=1, help="refinement rounds after the grid")] = 1,
+    refine_budget: Annotated[
+        Optional[int], typer.Option(min=1, help="most points the refinement adds (default: as many as the grid has)")  # noqa: UP045
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait for every run, then print the sweep")] = False,
     progress: Annotated[bool, typer.Option(help="progress bar on stderr while waiting")] = True,
     json_output: JsonOpt = False,
@@ -307,7 +316,8 @@ def sweep(
 ) -> None:
     """Submit a grid of runs: the request flags give the base, each --axis a field and its values.
 
-    Prints the sweep's id and size, or with --wait its counts per status. --name and --tag label the sweep."""
+    Prints the sweep's id and size, or with --wait its counts per status. --name and --tag label the sweep.
+    --refine-metric (with --refine-rounds, --refine-budget) adds points where that metric changes most."""
     from lindyn.client import axis_spec
 
     tags = _parse_tags(tag)
@@ -320,8 +330,15 @@ def sweep(
             axes[field.strip()] = axis_spec(spec)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--axis") from None
+    refine: dict[str, Any] | None = None
+    if refine_metric is not None:
+        grid = math.prod(len(spec["values"]) if "values" in spec else int(spec["linspace"][2]) for spec in axes.values())
+        refine = {"metric": refine_metric, "rounds": refine_rounds, "budget": refine_budget or grid}
+    elif refine_budget is not None or refine_rounds != 1:
+        raise typer.BadParameter("--refine-rounds and --refine-budget need --refine-metric",
+                                 param_hint="--refine-metric")
     with _api_errors(), service.client() as client:
-        sw = client.sweep(request_data, axes, name=name, tags=tags or None, chunk_size=chunk_size)
+        sw = client.sweep(request_data, axes, name=name, tags=tags or None, chunk_size=chunk_size, refine=refine)
         created = sw.as_dict()
         if wait:
             sw.wait(progress=progress)
@@ -342,6 +359,9 @@ def _print_sweep(data: dict[str, Any]) -> None:
     _print_labels(data)
     axes = data.get("axes") or {}
     typer.echo("axes " + "  ".join(f"{k}: {len(v)} values {_fmt(v[0])}..{_fmt(v[-1])}" for k, v in axes.items() if v))
+    if refine := data.get("refine"):
+        typer.echo(f"refine {refine['metric']}: round {refine['round']} of {refine['rounds']} ({refine['state']}), "
+                   f"points per round {refine['points']}, {refine['added']} added of a budget of {refine['budget']}")
 
 
 @with_service_options

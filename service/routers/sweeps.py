@@ -64,7 +64,8 @@ def submit_sweep(
     are found by `sweep_id` on GET /v1/runs."""
     body, grid = submitted
     sweep, run_ids = create_sweep(
-        session, name=body.name, base_request=grid.base, axes=grid.axes, requests=grid.requests, tags=body.tags
+        session, name=body.name, base_request=grid.base, axes=grid.axes, requests=grid.requests, tags=body.tags,
+        refine=body.refine.model_dump() if body.refine is not None else None,
     )
     session.commit()
     # a chunk size given is kept; the default one makes at least as many tasks as worker processes
@@ -114,11 +115,13 @@ def read_sweep(sweep: SweepDep, session: SessionDep) -> SweepRead:
     responses={**_NOT_FOUND, 409: {"description": "every run of the sweep already finished"}},
 )
 def cancel(sweep: SweepDep, session: SessionDep) -> SweepRead:
-    """Cancel the sweep's queued and running runs (a running batch stops at its next progress report);
-    the finished runs are kept."""
+    """Cancel the sweep's queued and running runs (a running batch stops at its next progress report) and its
+    further refinement rounds; the finished runs are kept."""
     if not cancel_sweep(session, sweep.id):
-        raise HTTPException(status.HTTP_409_CONFLICT, f"sweep {sweep.id} has no queued or running runs")
+        raise HTTPException(status.HTTP_409_CONFLICT, f"sweep {sweep.id} has no queued or running runs "
+                                                      "and no refinement round to come")
     session.commit()
+    session.refresh(sweep)
     return SweepRead.of(sweep, sweep_states(session, [sweep.id])[sweep.id])
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -47,6 +47,44 @@ class AxisSpec(BaseModel):
         return self.linspace[2]
 
 
+#: refining: another round follows once the runs finish; done: no more rounds; cancelled: the sweep was
+RefineState = Literal["refining", "done", "cancelled"]
+#: the most refinement rounds a sweep may ask for
+MAX_REFINE_ROUNDS = 10
+
+
+class RefineSpec(BaseModel):
+    """Adaptive refinement (docs/method.md section 8): after the coarse grid, split the cells whose corners
+    differ most in ``metric`` and run their new points, round after round, at most ``budget`` points in all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str = Field(description="a summary metric of a requested dynamics, `<dynamics>.<metric>` (e.g. "
+                        "gd.min_test_error), or log_max_distance when gd and self_consistent both run")
+    rounds: int = Field(ge=1, le=MAX_REFINE_ROUNDS, description="refinement rounds after the coarse grid")
+    budget: int = Field(ge=1, description="most points the rounds add in all (the coarse grid plus the budget is "
+                        "within the server's LINDYN_MAX_GRID_POINTS)")
+
+
+class RefineRead(RefineSpec):
+    """A sweep's refinement: as asked, and how far it got."""
+
+    round: int = Field(description="refinement rounds started so far (0: the coarse grid only)")
+    points: list[int] = Field(description="points per round: the coarse grid's, then each refinement round's")
+    added: int = Field(description="points the refinement added so far")
+    state: RefineState = Field(
+        description="refining: another round starts once this one's runs finished; done: no more rounds (the "
+        "rounds, the budget or the cells to split ran out); cancelled: the sweep was cancelled")
+
+    @classmethod
+    def of(cls, sweep: Sweep) -> RefineRead | None:
+        if sweep.refine is None:
+            return None
+        points = list(sweep.refine_points or [sweep.total])
+        return cls(**sweep.refine, round=sweep.refine_round, points=points, added=sum(points[1:]),
+                   state=cast(RefineState, sweep.refine_state or "done"))
+
+
 class SweepCreate(BaseModel):
     """A grid of runs: the base request, and one to three axes, each a numeric request field and its values.
 
@@ -79,6 +117,8 @@ class SweepCreate(BaseModel):
         None, ge=1, description="most grid points per worker task, run as one stacked batch (default: the server's "
         "LINDYN_SWEEP_CHUNK_SIZE, and at least as many tasks as worker processes)"
     )
+    refine: RefineSpec | None = Field(None, description="refine the grid where a metric changes most (one or two "
+                                      "axes): rounds of points added after the coarse grid")
 
     @field_validator("base", "axes")
     @classmethod
@@ -116,6 +156,8 @@ class SweepBrief(BaseModel):
     started_at: datetime | None = Field(description="when the first of its runs started")
     finished_at: datetime | None = Field(description="when the last of its runs finished (once all have)")
     wall_s: float | None = Field(description="seconds from submission to the last result (once all finished)")
+    refine: RefineRead | None = Field(None, description="the adaptive refinement, when asked: round k of n, the "
+                                      "points per round, the budget")
 
     @classmethod
     def of(cls, sweep: Sweep, state: SweepState) -> SweepBrief:
@@ -132,21 +174,25 @@ class SweepRead(SweepBrief):
         return cls(**_brief_fields(sweep, state), base=sweep.base_request)
 
 
-def sweep_status(state: SweepState) -> SweepStatus:
+def sweep_status(state: SweepState, refining: bool = False) -> SweepStatus:
+    """From the runs' states; a sweep between refinement rounds (``refining``, none active) is running."""
     if state.active:
         return "queued" if state.active == sum(state.counts.values()) and not state.counts["running"] else "running"
+    if refining:
+        return "running"
     return "cancelled" if state.counts["cancelled"] else "finished"
 
 
 def _brief_fields(sweep: Sweep, state: SweepState) -> dict[str, Any]:
-    done = state.active == 0
+    refining = sweep.refine_state == "refining"
+    done = state.active == 0 and not refining
     finished_at = state.finished_at if done else None
     total = sweep.total
     return {
         "id": sweep.id,
         "name": sweep.name,
         "tags": sweep.tags,
-        "status": sweep_status(state),
+        "status": sweep_status(state, refining),
         "total": total,
         "counts": state.counts,
         "progress": SweepProgress(
@@ -157,6 +203,7 @@ def _brief_fields(sweep: Sweep, state: SweepState) -> dict[str, Any]:
         "started_at": state.started_at,
         "finished_at": finished_at,
         "wall_s": (finished_at - sweep.created_at).total_seconds() if finished_at is not None else None,
+        "refine": RefineRead.of(sweep),
     }
 
 

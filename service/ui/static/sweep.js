@@ -38,6 +38,23 @@ function theoryTraces(x0, x1, y0, y1) {
   return traces.filter((t) => t.y.some((y) => y >= Math.min(y0, y1) && y <= Math.max(y0, y1)));
 }
 
+// A refined sweep's points are not a full grid: each cell of the union of the axes' values that is not a point
+// takes the value (and run) of its nearest point, distances in units of each axis's range (as the PNG's).
+function nearestFill(xs, ys, z, runs, x, y, col) {
+  const sx = xs[xs.length - 1] - xs[0] || 1;
+  const sy = ys[ys.length - 1] - ys[0] || 1;
+  ys.forEach((yv, yi) => xs.forEach((xv, xi) => {
+    if (runs[yi][xi]) return;
+    let best = -1;
+    let bestD = Infinity;
+    table.run_id.forEach((_, i) => {
+      const d = ((table[x][i] - xv) / sx) ** 2 + ((table[y][i] - yv) / sy) ** 2;
+      if (d < bestD) { bestD = d; best = i; }
+    });
+    if (best >= 0) { z[yi][xi] = table[col] ? table[col][best] : null; runs[yi][xi] = table.run_id[best]; }
+  }));
+}
+
 function heatmap(div, metric, dynamics, showLegend) {
   const axes = Object.keys(sweep.axes);
   const [x, y] = axes.includes("gamma_sigma2") && axes.includes("gamma_w") ? ["gamma_sigma2", "gamma_w"] : axes;
@@ -52,6 +69,7 @@ function heatmap(div, metric, dynamics, showLegend) {
     z[yi][xi] = table[col] ? table[col][i] : null;
     runs[yi][xi] = run;
   });
+  if (sweep.refine) nearestFill(xs, ys, z, runs, x, y, col); // a refined, non-uniform mesh
   const title = metricTitle(metric.split(".").pop());
   const traces = [{
     type: "heatmap", x: xs, y: ys, z, customdata: runs, colorscale: "Viridis", hoverongaps: true,
@@ -79,7 +97,9 @@ function linePlot(div, metric, dynamics) {
   const [x] = Object.keys(sweep.axes);
   const col = column(metric, dynamics);
   const title = metricTitle(metric.split(".").pop());
-  plot(div, [{ x: table[x], y: table[col] || [], customdata: table.run_id, type: "scatter", mode: "lines+markers",
+  const order = table[x].map((_, i) => i).sort((a, b) => table[x][a] - table[x][b]); // refined points in place
+  const pick = (values) => (values ? order.map((i) => values[i]) : []);
+  plot(div, [{ x: pick(table[x]), y: pick(table[col]), customdata: pick(table.run_id), type: "scatter", mode: "lines+markers",
     name: title, hovertemplate: `${axisLabel(x)} = %{x}<br>${title} = %{y:.4g}<br>run %{customdata}<extra></extra>` }], {
     title: { text: title }, xaxis: { title: { text: axisLabel(x) } }, yaxis: { title: { text: title } },
   });
@@ -143,6 +163,9 @@ async function refresh() {
     ...Object.entries(sweep.axes).map(([a, v]) => [`axis ${a}`, `${v.length} values, ${fmt(v[0])} … ${fmt(v[v.length - 1])}`]),
     ...Object.entries(sweep.base).map(([k, v]) => [k, Array.isArray(v) ? v.join(", ") : v]),
     ["tags", Object.entries(sweep.tags).map(([k, v]) => `${k}=${v}`).join(", ")],
+    ...(sweep.refine ? [["refine", `${sweep.refine.metric}: round ${sweep.refine.round} of ${sweep.refine.rounds} ` +
+      `(${sweep.refine.state}), points per round ${sweep.refine.points.join(", ")}, ${sweep.refine.added} added ` +
+      `of ${sweep.refine.budget}; heat maps: each cell in its nearest point's value`]] : []),
   ]);
   pickers();
   draw();
