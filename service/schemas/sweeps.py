@@ -174,13 +174,14 @@ class SweepRead(SweepBrief):
         return cls(**_brief_fields(sweep, state), base=sweep.base_request)
 
 
-def sweep_status(state: SweepState, refining: bool = False) -> SweepStatus:
-    """From the runs' states; a sweep between refinement rounds (``refining``, none active) is running."""
+def sweep_status(state: SweepState, refine_state: str | None = None) -> SweepStatus:
+    """From the runs' states and the refinement's: between two rounds (none active) a sweep is running, and a
+    refinement cancelled makes it cancelled."""
     if state.active:
         return "queued" if state.active == sum(state.counts.values()) and not state.counts["running"] else "running"
-    if refining:
+    if refine_state == "refining":
         return "running"
-    return "cancelled" if state.counts["cancelled"] else "finished"
+    return "cancelled" if state.counts["cancelled"] or refine_state == "cancelled" else "finished"
 
 
 def _brief_fields(sweep: Sweep, state: SweepState) -> dict[str, Any]:
@@ -192,7 +193,7 @@ def _brief_fields(sweep: Sweep, state: SweepState) -> dict[str, Any]:
         "id": sweep.id,
         "name": sweep.name,
         "tags": sweep.tags,
-        "status": sweep_status(state, refining),
+        "status": sweep_status(state, sweep.refine_state),
         "total": total,
         "counts": state.counts,
         "progress": SweepProgress(
