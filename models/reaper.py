@@ -26,6 +26,8 @@ Why a heartbeat (and not only the broker's visibility timeout):
   of that queue claimed or beating within that time: a run waiting behind a busy worker is not stranded, and
   a backlog is not sent twice). One conditional UPDATE of ``queued_at`` per run, so two reapers send it once;
   a copy that meets the original is harmless as above (the claim is the guard: one worker marks it running).
+- A refining sweep whose round's last run was stored by a worker that died before starting the next round is
+  started by the reaper too (models/refinement.py: ``stalled_refinements``, one conditional UPDATE per round).
 """
 
 from __future__ import annotations

@@ -111,20 +111,21 @@ def uniform_share_near_line() -> float:
     return float(np.mean(distance_to_active_lazy_line(np.c_[gs.ravel(), gw.ravel()]) <= NEAR))
 
 
-def paper_refinement():
-    """Coarse grid, then PAPER_ROUNDS rounds, each point simulated (simulate_batch); the points per round."""
+def paper_refinement(budget=PAPER_BUDGET, metric=PAPER_METRIC, rounds=PAPER_ROUNDS, **base):
+    """Coarse grid, then ``rounds`` rounds, each point simulated (simulate_batch); the points per round and every
+    point's value. ``base``: request fields over PAPER_BASE (e.g. seeds)."""
     from dynamics import simulate_batch
     from dynamics.request import parse_request
 
     def metric_of(points):
-        requests = [parse_request({**PAPER_BASE, "gamma_sigma2": a, "gamma_w": b}) for a, b in points]
-        return {p: getattr(r.summaries["gd"], PAPER_METRIC) for p, r in zip(points, simulate_batch(requests))}
+        requests = [parse_request({**PAPER_BASE, **base, "gamma_sigma2": a, "gamma_w": b}) for a, b in points]
+        return {p: getattr(r.summaries["gd"], metric) for p, r in zip(points, simulate_batch(requests))}
 
     coarse = [PAPER_AXES["gamma_sigma2"], PAPER_AXES["gamma_w"]]
     values = metric_of(list(itertools.product(*coarse)))
     per_round = []
-    for k in range(PAPER_ROUNDS):
-        new = refine(coarse, values, round_budget(PAPER_BUDGET, sum(map(len, per_round)), PAPER_ROUNDS - k))
+    for k in range(rounds):
+        new = refine(coarse, values, round_budget(budget, sum(map(len, per_round)), rounds - k))
         values.update(metric_of(new))
         per_round.append(new)
     return per_round, values
