@@ -218,6 +218,27 @@ def test_open_a_finished_sweep_click_a_cell_land_on_its_run(page: Page, server: 
     page.check()
 
 
+def test_a_refined_sweep_draws_every_cell_of_its_mesh(page: Page, server: Api) -> None:
+    body = {"name": "browser-refined", "base": {"d": 10, "rank": 2, "steps": 40, "dynamics": ["gd"]},
+            "axes": {"gamma_sigma2": {"linspace": [-2.0, 0.0, 3]}, "gamma_w": {"values": [0.5, 1.5, 2.5]}},
+            "refine": {"metric": "gd.min_test_error", "rounds": 1, "budget": 8}}
+    sweep = server.http.post("/v1/sweeps", json=body).json()
+    wait_for(lambda: server.http.get(f"/v1/sweeps/{sweep['id']}").json()["status"] == "finished", 120, "the sweep")
+    table = server.http.get(f"/v1/sweeps/{sweep['id']}/table").json()
+    assert 9 < len(table["run_id"]) <= 17
+    p = page.page
+    p.goto(f"/ui/sweeps/{sweep['id']}")
+    p.wait_for_function("() => document.querySelectorAll('#panels .plot .main-svg').length >= 1")
+    heat = p.evaluate("() => { const t = document.querySelector('#panels .plot').data[0];"
+                      " return {x: t.x, y: t.y, z: t.z.flat(), runs: t.customdata.flat()}; }")
+    # the union of the axes' values; every cell drawn, in its nearest point's value (each point its own cell)
+    assert heat["x"] == sorted(set(table["gamma_sigma2"])) and heat["y"] == sorted(set(table["gamma_w"]))
+    assert len(heat["z"]) == len(heat["x"]) * len(heat["y"]) > len(table["run_id"])
+    assert None not in heat["z"] and set(heat["runs"]) == set(table["run_id"])
+    assert "round 1 of 1" in p.locator("#base").inner_text()
+    page.check()
+
+
 def test_compare_two_runs(page: Page, server: Api) -> None:
     ids = []
     for seed, width in ((1, 40), (2, 80)):
