@@ -97,9 +97,10 @@ def refine(
     for score, cell in scored:
         if score <= 0:
             break
-        new = [p for p in split_points(cell, integer) if p not in taken]
-        if not split_points(cell, integer):
+        split = split_points(cell, integer)
+        if not split:
             continue  # too narrow to split: a leaf for good
+        new = [p for p in split if p not in taken]
         if len(added) + len(new) > budget:
             break
         added += new

@@ -20,7 +20,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, exists, insert, select, update
 from sqlalchemy.orm import Session
 
-from dynamics import Limits, SimulationRequest
+from dynamics import COMPARISON_METRICS, Limits, SimulationRequest
 from dynamics.refine import Point, refine, round_budget
 from dynamics.request import NUMERIC_FIELDS, InvalidRequest, parse_request
 from models.runs import ACTIVE, run_row
@@ -28,14 +28,15 @@ from models.sweeps import sweep_runs
 from models.tables import Run, Sweep
 
 log = logging.getLogger(__name__)
-#: the metric of the GD / self-consistent comparison (a column of the run, not of a summary)
-COMPARISON = "log_max_distance"
+#: the metrics of the GD / self-consistent comparison (columns of the run, not of a summary)
+COMPARISON: tuple[str, ...] = tuple(q.name for q in COMPARISON_METRICS)
 
 
 def metric_value(run: Run, metric: str) -> float | None:
-    """The run's value of ``<dynamics>.<metric>`` (or log_max_distance); None without one (not finished)."""
-    if metric == COMPARISON:
-        return run.log_max_distance if run.has_comparison else None
+    """The run's value of ``<dynamics>.<metric>`` (or a comparison metric); None without one (not finished)."""
+    if metric in COMPARISON:
+        v = getattr(run, metric) if run.has_comparison else None
+        return float(v) if v is not None and math.isfinite(v) else None
     dynamics, name = metric.split(".", 1)
     for s in run.summaries:
         if s.dynamics == dynamics:

@@ -102,10 +102,10 @@ def expand(body: SweepCreate, limits: Limits, max_points: int) -> Grid:
 
 def refine_metrics(requests: Sequence[SimulationRequest]) -> list[str]:
     """The metrics a refinement may follow: ``<dynamics>.<metric>`` for every numeric summary metric of every
-    requested dynamics, and log_max_distance when gd and self_consistent both run."""
+    requested dynamics, and the comparison's (log_max_distance, ...) when gd and self_consistent both run."""
     ran = {name for r in requests for name in r.dynamics}
     out = [f"{name}.{q.name}" for name in DYNAMICS if name in ran for q in SUMMARY_METRICS if q.numeric]
-    return [*out, COMPARISON] if {"gd", "self_consistent"} <= ran else out
+    return [*out, *COMPARISON] if {"gd", "self_consistent"} <= ran else out
 
 
 def check_refine(spec: RefineSpec, grid: Grid, max_points: int) -> None:

@@ -60,7 +60,8 @@ class RefineSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metric: str = Field(description="a summary metric of a requested dynamics, `<dynamics>.<metric>` (e.g. "
-                        "gd.min_test_error), or log_max_distance when gd and self_consistent both run")
+                        "gd.min_test_error), or a metric of the comparison (log_max_distance) when gd and "
+                        "self_consistent both run")
     rounds: int = Field(ge=1, le=MAX_REFINE_ROUNDS, description="refinement rounds after the coarse grid")
     budget: int = Field(ge=1, description="most points the rounds add in all (the coarse grid plus the budget is "
                         "within the server's LINDYN_MAX_GRID_POINTS)")

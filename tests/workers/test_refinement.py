@@ -177,3 +177,18 @@ def test_a_flat_metric_ends_the_refinement(settings: Settings) -> None:
     row = sweep_row(settings, sweep_id)
     # nothing differs: no cell to split, the refinement is over at once (round 1 added nothing)
     assert (row.refine_round, row.refine_points, row.refine_state, row.total) == (1, [9, 0], "done", 9)
+
+
+def test_refinement_on_the_comparison_of_gd_and_self_consistent(settings: Settings) -> None:
+    spec = {"metric": "log_max_distance", "rounds": 1, "budget": 6}
+    sweep_id, coarse_ids = submit(settings, spec, {**BASE, "dynamics": ["gd", "self_consistent"]})
+    run_round(settings, coarse_ids)
+    values = points_and_values(settings, sweep_id, "log_max_distance")
+    assert all(v is not None for v in values.values())
+    expected = refine([a["values"] for a in AXES.values()], values, 6)
+    app = Sent()
+    assert after_runs(settings, app, coarse_ids) == len(expected) > 0
+    with get_sessionmaker(settings.db_url)() as s:
+        new = s.scalars(select(Run).where(Run.id.in_(app.run_ids))).all()
+        assert sorted((r.request["gamma_sigma2"], r.request["gamma_w"]) for r in new) == sorted(expected)
+    assert sweep_row(settings, sweep_id).refine_state == "done"  # its one round started
