@@ -304,7 +304,9 @@ def sweep(
         typer.Option(help="refine the grid where this metric changes most: <dynamics>.<metric>, e.g. "
                      "gd.min_test_error (one or two axes)"),
     ] = None,
-    refine_rounds: Annotated[int, typer.Option(min=1, help="refinement rounds after the grid")] = 1,
+    refine_rounds: Annotated[
+        Optional[int], typer.Option(min=1, help="refinement rounds after the grid (default 1)")  # noqa: UP045
+    ] = None,
     refine_budget: Annotated[
         Optional[int], typer.Option(min=1, help="most points the refinement adds (default: as many as the grid has)")  # noqa: UP045
     ] = None,
@@ -333,8 +335,8 @@ def sweep(
     refine: dict[str, Any] | None = None
     if refine_metric is not None:
         grid = math.prod(len(spec["values"]) if "values" in spec else int(spec["linspace"][2]) for spec in axes.values())
-        refine = {"metric": refine_metric, "rounds": refine_rounds, "budget": refine_budget or grid}
-    elif refine_budget is not None or refine_rounds != 1:
+        refine = {"metric": refine_metric, "rounds": refine_rounds or 1, "budget": refine_budget or grid}
+    elif refine_budget is not None or refine_rounds is not None:
         raise typer.BadParameter("--refine-rounds and --refine-budget need --refine-metric",
                                  param_hint="--refine-metric")
     with _api_errors(), service.client() as client:

@@ -32,6 +32,7 @@ def test_submit_and_sweep_take_the_request_flags_of_simulate() -> None:
     assert request_flags <= _options("simulate")
     assert request_flags <= _options("submit") and {"wait", "name", "tag", "server", "api_key", "json_output"} <= _options("submit")
     assert request_flags <= _options("sweep") and {"axis", "wait", "name", "tag"} <= _options("sweep")
+    assert {"refine_metric", "refine_rounds", "refine_budget"} <= _options("sweep")
     assert {"name", "tag", "limit", "json_output"} <= _options("sweeps")
     for name in ("status", "wait", "runs", "sweeps", "fetch", "figure", "cancel", "table", "phase-diagram"):
         assert {"server", "api_key"} <= _options(name), name
@@ -56,6 +57,8 @@ def test_no_service_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
         (["sweep", "--d", "10", "--axis", "gamma_w"], "FIELD=linspace"),
         (["sweep", "--d", "10", "--axis", "gamma_w=linspace:1:2"], "linspace:START:STOP:N"),
         (["sweep", "--d", "10", "--axis", "seed=values:a,b"], "not a number"),
+        (["sweep", "--d", "10", "--axis", "seed=values:0,1", "--refine-rounds", "1"], "for --refine-metric"),
+        (["sweep", "--d", "10", "--axis", "seed=values:0,1", "--refine-budget", "5"], "for --refine-metric"),
         (["runs", "--where", "gamma_w_min"], "name=value"),
         (["fetch", "x", "--out", "t.xlsx"], ".xlsx"),
         (["figure", "x", "--out", "f.jpg"], ".jpg"),
