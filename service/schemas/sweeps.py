@@ -103,7 +103,13 @@ class SweepCreate(BaseModel):
                              "dynamics": ["gd", "self_consistent"]},
                     "axes": {"gamma_sigma2": {"linspace": [-2.2, -0.8, 8]}, "gamma_w": {"values": [1.75, 2.0, 2.25]}},
                     "tags": {"project": "phase", "figure": "2"},
-                }
+                },
+                {
+                    "name": "active/lazy boundary, refined",
+                    "base": {"d": 20, "rank": 2, "steps": 2000, "stopping": "paper", "dynamics": ["gd"]},
+                    "axes": {"gamma_sigma2": {"linspace": [-3.0, 0.0, 5]}, "gamma_w": {"linspace": [0.5, 3.5, 5]}},
+                    "refine": {"metric": "gd.min_test_error", "rounds": 2, "budget": 60},
+                },
             ]
         },
     )
