@@ -95,6 +95,8 @@ def test_body_size_limit(embedded_settings: Settings) -> None:
         big = {**BODY, "dynamics": ["gd"], "pad": "x" * 500}
         r = c.post("/v1/runs", json=big)
         assert r.status_code == 413 and r.json()["detail"][0]["type"] == "body_too_large"
+        size = int(r.request.headers["content-length"])
+        assert r.json()["detail"][0]["msg"] == f"request body of {size} bytes is over the limit of 200 bytes"
 
         def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams
             yield b'{"d": 10, "rank": 2, '
@@ -103,6 +105,8 @@ def test_body_size_limit(embedded_settings: Settings) -> None:
 
         r = c.post("/v1/runs", content=chunks(), headers={"content-type": "application/json"})
         assert r.status_code == 413
+        over = len(b'{"d": 10, "rank": 2, ') + 400  # counted up to the chunk that passes the limit
+        assert r.json()["detail"][0]["msg"] == f"request body of more than {over} bytes is over the limit of 200 bytes"
 
         def small() -> Iterator[bytes]:
             yield b'{"d": 10, "rank": 2, "gamma_sigma2": -1.5, '
