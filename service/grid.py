@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +14,6 @@ import pyarrow as pa
 
 from dynamics import DYNAMICS, SUMMARY_METRICS, Limits, SimulationRequest
 from dynamics.request import NUMERIC_FIELDS, OTHER_FORM, InvalidRequest, parse_request
-from core.jobs import chunks  # noqa: F401 - the fan-out, shared with the workers' refinement rounds
 from models import Run
 from models.refinement import COMPARISON
 from service.errors import field_error

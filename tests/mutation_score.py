@@ -1,53 +1,92 @@
 """The score of the last ``mutmut run`` (``make mutation``), from its per-file records mutants/<file>.meta:
-killed / (killed + survived) per file, per top folder and in all, and the surviving mutants' names (show one
-with ``mutmut show NAME``). Mutants no test reaches ("no tests") count as survivors; timeouts as killed."""
+killed / (killed + survived + no tests) per file, per top folder and in all, and the surviving mutants' names
+(show one with ``mutmut show NAME``). Statuses are mutmut's own (``mutmut.stats.status_by_exit_code``): a
+timeout, a crash (segfault) and the type check count as killed; mutants not checked yet (an interrupted run)
+are counted apart and left out of the score.
+
+``--save FILE`` also writes the per-file counts as JSON; ``--compare FILE`` prints each file's score then and now
+(the "before and after" of issue 11)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-KILLED = {1, 3, 36, 24, -24, 152, 255, 37}  # a failing test, pytest's internal error, a timeout, the type check
-SURVIVED = {0, 5, 33}  # the tests passed, or no test ran the mutant
-NOT_RUN = {None, 2, 34}  # not checked, interrupted, skipped
+from mutmut.stats import status_by_exit_code
+
+#: mutmut status -> how it counts here
+KIND = {"killed": "killed", "timeout": "killed", "caught by type check": "killed", "segfault": "killed",
+        "survived": "survived", "no tests": "no tests", "suspicious": "suspicious",
+        "not checked": "not run", "check was interrupted by user": "not run", "skipped": "not run"}
 
 
-def main(root: Path = Path("mutants")) -> int:
-    metas = sorted(root.rglob("*.py.meta"))
-    if not metas:
-        print("no mutmut results under mutants/: run `make mutation`")
-        return 1
+def counts(root: Path = Path("mutants")) -> tuple[dict[str, Counter[str]], list[str]]:
+    """Per source file, the number of mutants of each kind; and the survivors' names (no tests included)."""
     by_file: dict[str, Counter[str]] = {}
     survivors: list[str] = []
-    for meta in metas:
+    for meta in sorted(root.rglob("*.py.meta")):
         codes = json.loads(meta.read_text())["exit_code_by_key"]
-        name = str(meta.relative_to(root))[: -len(".meta")]
         c: Counter[str] = Counter()
         for key, code in codes.items():
-            kind = "killed" if code in KILLED else "survived" if code in SURVIVED else "not run" if code in NOT_RUN \
-                else "suspicious"  # fmt: skip
+            kind = KIND[status_by_exit_code[code]]
             c[kind] += 1
-            if kind == "survived":
+            if kind in ("survived", "no tests"):
                 survivors.append(key)
-        by_file[name] = c
-    by_folder: dict[str, Counter[str]] = defaultdict(Counter)
+        by_file[str(meta.relative_to(root))[: -len(".meta")]] = c
+    return by_file, survivors
+
+
+def score(c: Counter[str]) -> float | None:
+    scored = c["killed"] + c["survived"] + c["no tests"]
+    return 100 * c["killed"] / scored if scored else None
+
+
+def totals(by_file: dict[str, Counter[str]]) -> dict[str, Counter[str]]:
+    """Per top folder ("dynamics/") and "all"."""
+    out: dict[str, Counter[str]] = defaultdict(Counter)
     for name, c in by_file.items():
-        by_folder[name.split("/")[0]] += c
-        by_folder["all"] += c
+        out[name.split("/")[0] + "/"] += c
+        out["all"] += c
+    return dict(sorted(out.items()))
 
-    def line(label: str, c: Counter[str]) -> str:
-        scored = c["killed"] + c["survived"]
-        score = f"{100 * c['killed'] / scored:5.1f}%" if scored else "   - "
-        extra = "".join(f", {c[k]} {k}" for k in ("not run", "suspicious") if c[k])
-        return f"{score}  {c['killed']:4d} killed of {scored:4d}{extra}  {label}"
 
+def line(label: str, c: Counter[str]) -> str:
+    s = score(c)
+    scored = c["killed"] + c["survived"] + c["no tests"]
+    pct = f"{s:5.1f}%" if s is not None else "   - "
+    extra = "".join(f", {c[k]} {k}" for k in ("no tests", "not run", "suspicious") if c[k])
+    return f"{pct}  {c['killed']:4d} killed of {scored:4d}{extra}  {label}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=Path("mutants"))
+    parser.add_argument("--save", type=Path, help="write the per-file counts as JSON")
+    parser.add_argument("--compare", type=Path, help="a file written by --save: print its score next to this one")
+    args = parser.parse_args(argv)
+    by_file, survivors = counts(args.root)
+    if not by_file:
+        print("no mutmut results under mutants/: run `make mutation`")
+        return 1
     for name, c in sorted(by_file.items()):
         print(line(name, c))
     print()
-    for folder, c in sorted(by_folder.items()):
-        print(line(f"{folder}/" if folder != "all" else "all", c))
+    for label, c in totals(by_file).items():
+        print(line(label, c))
+    if args.compare:
+        before = {k: Counter(v) for k, v in json.loads(args.compare.read_text()).items()}
+        print(f"\nbefore ({args.compare}) -> now")
+        rows = {**{k: before.get(k, Counter()) for k in by_file}, **totals(before)}
+        now = {**by_file, **totals(by_file)}
+        for name in [*sorted(by_file), *totals(by_file)]:
+            b, n = score(rows.get(name, Counter())), score(now[name])
+            fmt = lambda s: f"{s:5.1f}%" if s is not None else "   - "  # noqa: E731
+            print(f"{fmt(b)} -> {fmt(n)}  {name}")
+    if args.save:
+        args.save.write_text(json.dumps({k: dict(v) for k, v in sorted(by_file.items())}, indent=1))
     if survivors:
         print(f"\n{len(survivors)} survivors (mutmut show NAME):")
         for key in sorted(survivors):

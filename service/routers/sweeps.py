@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 
+from core.jobs import chunks
 from dynamics.request import DynamicsName
 from dynamics.result import DEFAULT_METRIC, FIGURE2_METRICS
 from models import RunStatus, Sweep, queries
@@ -16,7 +17,7 @@ from service import errors
 from service.deps import QueueDep, SessionDep, SessionmakerDep, SettingsDep, get_or_404
 from service.exports import Export, ExportFormat, export_format, export_response, export_responses
 from service.figures import FigureError, sweep_phase_diagram
-from service.grid import Grid, GridError, chunks, expand, grid_order, table
+from service.grid import Grid, GridError, expand, grid_order, table
 from service.plots import MEDIA_TYPES, ImageFormat
 from service.schemas.labels import parse_tag_filters
 from service.schemas.sweeps import SweepBrief, SweepCreate, SweepCreated, SweepFilters, SweepPage, SweepRead

@@ -18,6 +18,7 @@ from dynamics.request import (
     SimulationRequest,
     _consistent,
     _floor_width,
+    _is_number,
     _power,
     numeric_type,
     parse_request,
@@ -144,6 +145,14 @@ def test_power_floor_and_consistency() -> None:
     assert _consistent("gamma_sigma2", 10, -1.0, 0.1 * (1 + 1e-12))
     assert not _consistent("gamma_sigma2", 10, -1.0, 0.1 * (1 + 1e-8))
     assert not _consistent("gamma_sigma2", 10, -1.0, -0.1)
+    assert _power(10, -400.0) == 0.0 and not _consistent("gamma_sigma2", 10, -400.0, 0.0)  # sigma^2 must be > 0
+
+
+@pytest.mark.parametrize(("x", "number"), [(1, True), (1.5, True), (True, False), (math.inf, False),
+                                           (math.nan, False), ("1", False), (None, False)])
+def test_is_number(x: object, number: bool) -> None:
+    """Both forms given: only finite ints and floats (not bools) are compared."""
+    assert _is_number(x) is number
 
 
 def test_both_forms_agreeing_are_kept_exactly() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -95,6 +96,8 @@ def test_body_size_limit(embedded_settings: Settings) -> None:
         big = {**BODY, "dynamics": ["gd"], "pad": "x" * 500}
         r = c.post("/v1/runs", json=big)
         assert r.status_code == 413 and r.json()["detail"][0]["type"] == "body_too_large"
+        size = int(r.request.headers["content-length"])
+        assert r.json()["detail"][0]["msg"] == f"request body of {size} bytes is over the limit of 200 bytes"
 
         def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams
             yield b'{"d": 10, "rank": 2, '
@@ -103,6 +106,10 @@ def test_body_size_limit(embedded_settings: Settings) -> None:
 
         r = c.post("/v1/runs", content=chunks(), headers={"content-type": "application/json"})
         assert r.status_code == 413
+        # counted up to the message that passes the limit (the test transport may join the chunks)
+        counted = re.fullmatch(r"request body of more than (\d+) bytes is over the limit of 200 bytes",
+                               r.json()["detail"][0]["msg"])
+        assert counted is not None and 200 < int(counted[1]) <= 422
 
         def small() -> Iterator[bytes]:
             yield b'{"d": 10, "rank": 2, "gamma_sigma2": -1.5, '

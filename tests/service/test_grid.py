@@ -1,0 +1,67 @@
+"""service/grid.py as one piece (no database): grid order, the table's columns, the errors' text and kinds.
+Runs are stand-ins with the attributes grid.py reads (models.Run's); the HTTP and database paths are in
+test_sweeps.py."""
+
+from __future__ import annotations
+
+import uuid
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from dynamics import Limits
+from service.grid import GridError, expand, grid_order, table
+from service.schemas.sweeps import SweepCreate
+
+
+def _run(request: dict[str, Any], dynamics: list[str], *, comparison: float | None = None,
+         summaries: list[Any] | None = None) -> Any:
+    return SimpleNamespace(
+        id=uuid.uuid4(), status="succeeded", request=request, dynamics_list=dynamics, summaries=summaries or [],
+        has_comparison=comparison is not None, log_max_distance=comparison,
+    )
+
+
+def test_grid_order_is_the_last_axis_fastest_and_strangers_last() -> None:
+    axes = {"d": [4, 8], "seed": [0, 1, 2]}
+    points = [(d, s) for d in (4, 8) for s in (0, 1, 2)]
+    runs = [_run({"d": d, "seed": s, "rank": 1}, ["gd"]) for d, s in points]
+    stranger = _run({"d": 5, "seed": 0}, ["gd"])
+    shuffled = [runs[4], stranger, runs[2], runs[5], runs[0], runs[3], runs[1]]
+    assert grid_order(axes, shuffled) == [*runs, stranger]
+
+
+def test_table_without_self_consistent_has_no_distance_column() -> None:
+    axes = {"seed": [0, 1]}
+    s = SimpleNamespace(dynamics="gd", min_test_error=0.5, min_test_error_step=3, stable_rank_at_min=1.25,
+                        rank_at_min=1, final_train_error=0.25, final_test_error=float("nan"), steps_run=9,
+                        stop_reason="plateau", diverged_step=None)
+    runs = [_run({"seed": 1}, ["gd"]), _run({"seed": 0}, ["gd"], summaries=[s])]
+    columns, types = table(axes, runs)
+    assert "log_max_distance" not in columns and "log_max_distance" not in types
+    assert columns["seed"] == [0, 1]
+    assert columns["run_id"] == [str(runs[1].id), str(runs[0].id)]
+    assert columns["gd.min_test_error"] == [0.5, None]  # the run without summaries: null
+    assert columns["gd.final_test_error"] == [None, None]  # NaN is null
+    assert columns["gd.stop_reason"] == ["plateau", None]
+
+
+def test_table_distance_is_null_without_a_comparison() -> None:
+    axes = {"seed": [0, 1]}
+    runs = [_run({"seed": 0}, ["gd", "self_consistent"], comparison=-2.5),
+            _run({"seed": 1}, ["gd", "self_consistent"])]
+    columns, _ = table(axes, runs)
+    assert columns["log_max_distance"] == [-2.5, None]
+
+
+def test_grid_errors_carry_the_kind_and_join_their_messages() -> None:
+    body = SweepCreate(base={"d": 6, "rank": 1, "gamma_sigma2": -1.0, "gamma_w": 1.0},
+                       axes={"steps": {"values": [-1, -2]}})
+    with pytest.raises(GridError) as info:
+        expand(body, Limits(), max_points=10)
+    details = info.value.details
+    assert [d["type"] for d in details] == ["greater_than_equal", "greater_than_equal"]
+    assert [d["loc"] for d in details] == [["body", "axes", "steps"]] * 2
+    assert str(info.value) == "; ".join(d["msg"] for d in details)
+    assert details[0]["msg"].startswith("grid point steps = -1: ")
