@@ -255,6 +255,9 @@ def test_heatmap_cells_by_keyboard(page: Page, server: Api) -> None:
     now = focused()
     assert now["cell"] == "1,1" and now["shape"] == pytest.approx([-1.75, -1.25, 1.75, 2.25])
     assert run_at[(-1.5, 2.0)] in now["said"]
+    # and shown: Plotly's hover label of that cell
+    p.wait_for_function("(run) => [...document.activeElement.querySelectorAll('.hoverlayer .hovertext')]"
+                        ".some(t => t.textContent.includes(run))", arg=run_at[(-1.5, 2.0)])
     page.shot("sweep-keyboard")
     p.keyboard.press("End")
     assert focused()["cell"] == "2,1"

@@ -38,13 +38,14 @@ export function cellKeys(div, { xs, ys, runs, describe, label }) {
   const show = () => {
     const [x0, x1] = edges(xs, at.xi);
     const [y0, y1] = edges(ys, at.yi);
-    Plotly.relayout(div, { shapes: [{ type: "rect", xref: "x", yref: "y", x0, x1, y0, y1,
-      line: { color: "#fde725", width: 3 }, fillcolor: "rgba(0,0,0,0)" }] });
+    const outline = (color, width) => ({ type: "rect", xref: "x", yref: "y", x0, x1, y0, y1, line: { color, width },
+      fillcolor: "rgba(0,0,0,0)" });
     div.dataset.cell = `${at.xi},${at.yi}`;
     liveRegion().textContent = describe(at.xi, at.yi);
-    try {
-      Plotly.Fx.hover(div, [{ curveNumber: 0, pointNumber: [at.yi, at.xi] }]);
-    } catch { /* a cell Plotly cannot hover (none drawn yet): the outline and the live region remain */ }
+    // black under white: seen on any colour of the map; then the cell's hover label (a relayout clears it)
+    Plotly.relayout(div, { shapes: [outline("black", 6), outline("white", 2.5)] })
+      .then(() => Plotly.Fx.hover(div, { xval: xs[at.xi], yval: ys[at.yi] }))
+      .catch(() => { /* no label (the plot not drawn yet): the outline and the live region remain */ });
   };
   div.onfocus = show;
   div.onblur = () => {
