@@ -147,7 +147,7 @@ def page(
     if cursor is None and offset:
         stmt = stmt.offset(offset)
     ids = list(session.scalars(stmt))
-    found = {r.id: r for r in session.scalars(select(Run).where(Run.id.in_(ids)).options(*options))}
+    found = {r.id: r for r in session.scalars(select(Run).where(Run.id.in_(ids)).options(*options))} if ids else {}
     rows = [found[i] for i in ids if i in found]  # (a run deleted in between is left out)
     if len(rows) <= limit:
         return rows, None

@@ -137,5 +137,6 @@ def sweep_table_runs(session: Session, sweep_id: uuid.UUID, axes: Sequence[str])
         .order_by(RunSummary.position)
     )
     for summary in session.execute(summaries):
-        runs[summary.run_id].summaries.append(summary)
+        if (run := runs.get(summary.run_id)) is not None:  # (not a run stored after the first query)
+            run.summaries.append(summary)
     return list(runs.values())
