@@ -6,23 +6,30 @@ A page is its HTML plus the JSON calls its script makes (Plotly.js and the page'
 cached: their sizes are printed apart). Goals (issue 14): the sweep page under 200 ms and 1 MB; a runs page
 under 100 ms. The reference, measured in the same run, is GET /health (the floor of a request here).
 
-    python -m bench.dashboard [--runs 10000] [--grid 30] [--db-url postgresql+psycopg://...(empty database)]
+    python -m bench.dashboard [--runs 10000] [--grid 30] [--postgres [SERVER_URL]] [--db-url URL (an empty database)]
+
+By default on a SQLite file in a temporary folder; ``--postgres`` also on a fresh database created on that
+PostgreSQL server (default postgresql+psycopg://root@127.0.0.1:5432/postgres) and dropped afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
+import os
 import random
 import statistics
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import insert, update
+from sqlalchemy import create_engine, insert, text, update
+from sqlalchemy.engine import make_url
 
 import migrations
 from bench.common import machine
@@ -36,6 +43,7 @@ from models.tables import RunSummary
 from service.main import create_app
 
 DYNAMICS = ["gd", "self_consistent"]
+POSTGRES_SERVER = "postgresql+psycopg://root@127.0.0.1:5432/postgres"
 
 
 def summaries(run_id: uuid.UUID, rng: random.Random) -> list[dict[str, Any]]:
@@ -100,21 +108,34 @@ def page_cost(client: TestClient, urls: list[str], repeats: int = 7) -> tuple[fl
     return statistics.median(walls), statistics.median(cpus), size
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=10_000)
-    ap.add_argument("--grid", type=int, default=30)
-    ap.add_argument("--db-url", default=None, help="an empty database (default: a SQLite file in a temp folder)")
-    args = ap.parse_args()
+@contextlib.contextmanager
+def fresh_postgres(server_url: str) -> Iterator[str]:
+    """An empty database created on the PostgreSQL server at ``server_url``, dropped afterwards; its URL."""
+    admin_url = make_url(server_url)
+    name = f"lindyn_bench_dashboard_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def measure(db_url: str, n_runs: int, grid: int) -> None:
+    """Fill the database at ``db_url`` (empty; "" for a SQLite file in a temporary folder) and print the pages'
+    costs."""
     folder = Path(tempfile.mkdtemp(prefix="lindyn-bench-dashboard-"))
-    settings = Settings(data_dir=folder / "data", database_url=args.db_url or "")
+    settings = Settings(data_dir=folder / "data", database_url=db_url)
     migrations.upgrade(settings.db_url)
     ensure_broker_folders(settings)  # /health answers 200
-    print(f"machine: {machine()}\ndatabase: {settings.db_url.split('://')[0]}", flush=True)
+    print(f"\ndatabase: {settings.db_url.split('://')[0]}  ({uptime()})", flush=True)
     from sqlalchemy.orm import sessionmaker
 
     engine = make_engine(settings.db_url)
-    sweep_id = fill(sessionmaker(bind=engine), args.runs, args.grid)
+    sweep_id = fill(sessionmaker(bind=engine), n_runs, grid)
     engine.dispose()
     with TestClient(create_app(settings)) as client:
         floor = page_cost(client, ["/health"])
@@ -122,6 +143,7 @@ def main() -> None:
                   ["/ui/static/lindyn.js", "/ui/static/sweep.js", "/ui/static/runs.js", "/ui/static/style.css",
                    "/ui/vendor/plotly.min.js"]}
         sweep = page_cost(client, [f"/ui/sweeps/{sweep_id}", f"/v1/sweeps/{sweep_id}", f"/v1/sweeps/{sweep_id}/table"])
+        sweep_table = page_cost(client, [f"/v1/sweeps/{sweep_id}/table"])
         first = client.get("/v1/runs?limit=50").json()
         runs = page_cost(client, ["/ui/runs", "/v1/runs?limit=50"])
         more = {
@@ -129,19 +151,44 @@ def main() -> None:
             "sorted by GD's min test error": page_cost(client, ["/v1/runs?limit=50&sort=min_test_error&dynamics=gd"]),
             "filtered on gamma_w and GD's min test error":
                 page_cost(client, ["/v1/runs?limit=50&gamma_w_min=2&min_test_error_max=0.5&dynamics=gd"]),
+            "the sweep's runs (sweep_id=)": page_cost(client, [f"/v1/runs?limit=50&sweep_id={sweep_id}"]),
         }
 
     def ms(cost: tuple[float, float, int]) -> str:
         return f"{cost[0] * 1e3:.1f} ms wall, {cost[1] * 1e3:.1f} ms CPU ({cost[1] / floor[1]:.1f} x /health)"
 
     print(f"reference GET /health: {floor[0] * 1e3:.1f} ms wall, {floor[1] * 1e3:.1f} ms CPU")
-    print(f"sweep page, {args.grid} x {args.grid} = {args.grid**2} runs (HTML + sweep + table): {ms(sweep)}, "
+    print(f"sweep page, {grid} x {grid} = {grid**2} runs (HTML + sweep + table): {ms(sweep)}, "
           f"{sweep[2] / 1e3:.0f} kB (goals: < 200 ms, < 1 MB)")
+    print(f"  of which GET /v1/sweeps/{{id}}/table: {ms(sweep_table)}, {sweep_table[2] / 1e3:.0f} kB")
     print(f"runs page, {first['total']} runs in the database (HTML + first page of 50): {ms(runs)}, "
           f"{runs[2] / 1e3:.0f} kB (goal: < 100 ms a page)")
     for what, cost in more.items():
         print(f"  {what}: {ms(cost)}")
     print("static, cached by the browser: " + ", ".join(f"{u.rsplit('/', 1)[1]} {b / 1e3:.0f} kB" for u, b in static.items()))
+    print(f"({uptime()})", flush=True)
+
+
+def uptime() -> str:
+    """The load average now (the machine is shared: wall times wait for other processes' turns)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=10_000)
+    ap.add_argument("--grid", type=int, default=30)
+    ap.add_argument("--db-url", default=None, help="an empty database (default: a SQLite file in a temp folder)")
+    ap.add_argument("--postgres", nargs="?", const=POSTGRES_SERVER, default=None, metavar="SERVER_URL",
+                    help=f"also measure on a fresh database of this PostgreSQL server (default {POSTGRES_SERVER})")
+    args = ap.parse_args()
+    print(f"machine: {machine()}", flush=True)
+    measure(args.db_url or "", args.runs, args.grid)
+    if args.postgres:
+        with fresh_postgres(args.postgres) as url:
+            measure(url, args.runs, args.grid)
+
 
 if __name__ == "__main__":
     main()

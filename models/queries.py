@@ -122,7 +122,7 @@ def label_conditions(
 
 
 def count(session: Session, q: RunQuery) -> int:
-    return session.scalar(select(func.count()).select_from(filtered(q).subquery())) or 0
+    return session.scalar(select(func.count()).select_from(filtered(q).with_only_columns(Run.id).subquery())) or 0
 
 
 def page(
@@ -130,17 +130,25 @@ def page(
     options: Sequence[ORMOption] = (),
 ) -> tuple[list[Run], str | None]:
     """One page of runs in the query's order, after ``cursor`` (or skipping ``offset``), and the cursor of
-    the next page (None on the last). ``options``: loader options of the rows (e.g. their summaries)."""
+    the next page (None on the last). ``options``: loader options of the rows (e.g. their summaries).
+
+    Two queries: the page's ids (ordered and limited: where the order needs a sort, the database sorts
+    narrow rows, not whole runs with their requests), then those runs."""
     col = _sort_column(q)
-    stmt = filtered(q).options(*options)
+    nullable = _nullable(q)
+    stmt = filtered(q).with_only_columns(Run.id)
     if cursor is not None:
         key, last_id = decode_cursor(cursor, q)
-        stmt = stmt.where(_after(col, key, last_id, q.descending))
+        stmt = stmt.where(_after(col, key, last_id, q.descending, nullable))
     order = (col.desc(), Run.id.desc()) if q.descending else (col.asc(), Run.id.asc())
-    stmt = stmt.order_by(col.is_(None), *order).limit(limit + 1)
+    # "key is null" leads the order only where the key can be null: in front of a NOT NULL column it would
+    # keep the database from reading the column's index in order (a sort of every matching row instead)
+    stmt = stmt.order_by(*([col.is_(None)] if nullable else []), *order).limit(limit + 1)
     if cursor is None and offset:
         stmt = stmt.offset(offset)
-    rows: list[Run] = list(session.scalars(stmt))
+    ids = list(session.scalars(stmt))
+    found = {r.id: r for r in session.scalars(select(Run).where(Run.id.in_(ids)).options(*options))} if ids else {}
+    rows = [found[i] for i in ids if i in found]  # (a run deleted in between is left out)
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
@@ -149,15 +157,24 @@ def page(
     return rows, encode_cursor(q, last_key, last.id)
 
 
-def _after(col: Any, key: Any, last_id: uuid.UUID, descending: bool) -> ColumnElement[bool]:
-    """Rows after (key, id) in the order (key is null, key, id), ascending or descending."""
+def _nullable(q: RunQuery) -> bool:
+    """Whether the sort key can be null: a nullable column of runs, or any summary metric (outer-joined)."""
+    return q.sort_key in SUMMARY_RANGES or bool(Run.__table__.c[q.sort_key].nullable)
+
+
+def _after(col: Any, key: Any, last_id: uuid.UUID, descending: bool, nullable: bool = True) -> ColumnElement[bool]:
+    """Rows after (key, id) in the order (key is null, key, id), ascending or descending. On a NOT NULL key,
+    the bound ``key >= cursor's`` (``<=`` descending) comes first so that the key's index gives the range."""
 
     def beyond(a: Any, b: Any) -> ColumnElement[bool]:
         return a < b if descending else a > b
 
     if key is None:  # in the trailing block of nulls: only ids further on
         return and_(col.is_(None), beyond(Run.id, last_id))
-    return or_(col.is_(None), beyond(col, key), and_(col == key, beyond(Run.id, last_id)))
+    after = or_(beyond(col, key), and_(col == key, beyond(Run.id, last_id)))
+    if not nullable:
+        return and_(col <= key if descending else col >= key, after)
+    return or_(col.is_(None), after)
 
 
 def _key_of(session: Session, run: Run, q: RunQuery) -> Any:

@@ -1,5 +1,5 @@
 """What the service does to sweeps: store one with its runs, add up its runs' states, cancel it, read its
-runs back."""
+runs back (whole, or as plain columns for its table)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from dynamics import SimulationRequest
 from models.base import RUN_STATUSES, RunStatus, utcnow
+from models.queries import RUN_RANGES
 from models.runs import ACTIVE, run_row
-from models.tables import Run, Sweep, SweepTag
+from models.tables import Run, RunSummary, Sweep, SweepTag
 
 _INSERT_CHUNK = 1000  # runs per bulk INSERT statement
 
@@ -104,3 +105,48 @@ def sweep_runs(session: Session, sweep_id: uuid.UUID) -> list[Run]:
     """The sweep's runs with their summaries loaded (two queries)."""
     stmt = select(Run).where(Run.sweep_id == sweep_id).options(selectinload(Run.summaries))
     return list(session.scalars(stmt))
+
+
+@dataclass(slots=True)
+class TableRun:
+    """A sweep's run as its table reads it (service.grid.table), from plain columns: no ORM object, and
+    ``request`` holds only the axes' values."""
+
+    id: uuid.UUID
+    status: RunStatus
+    dynamics: str
+    has_comparison: bool
+    log_max_distance: float | None
+    request: dict[str, Any]
+    summaries: list[Any] = field(default_factory=list)  # rows of run_summaries' columns, in result order
+
+    @property
+    def dynamics_list(self) -> list[str]:
+        return self.dynamics.split(",") if self.dynamics else []
+
+
+def sweep_table_runs(session: Session, sweep_id: uuid.UUID, axes: Sequence[str]) -> list[TableRun]:
+    """The sweep's runs as its table reads them, in two queries of plain columns: the runs, with each axis
+    read from its indexed copy of the request (RUN_RANGES; the request's JSON is read only for an axis that
+    has none), then every summary of the sweep's runs."""
+    indexed = [a for a in axes if a in RUN_RANGES]
+    others = [a for a in axes if a not in RUN_RANGES]
+    head = (Run.id, Run.status, Run.dynamics, Run.has_comparison, Run.log_max_distance)
+    stmt = select(*head, *(Run.__table__.c[a] for a in indexed), *([Run.request] if others else []))
+    runs: dict[uuid.UUID, TableRun] = {}
+    for row in session.execute(stmt.where(Run.sweep_id == sweep_id)):
+        values = dict(zip(indexed, row[len(head) : len(head) + len(indexed)], strict=True))
+        if others:
+            request = row[-1]
+            values.update((a, request.get(a)) for a in others)
+        runs[row[0]] = TableRun(row[0], row[1], row[2], row[3], row[4], request=values)
+    summaries = (
+        select(*RunSummary.__table__.c)
+        .join(Run, Run.id == RunSummary.run_id)
+        .where(Run.sweep_id == sweep_id)
+        .order_by(RunSummary.position)
+    )
+    for summary in session.execute(summaries):
+        if (run := runs.get(summary.run_id)) is not None:  # (not a run stored after the first query)
+            run.summaries.append(summary)
+    return list(runs.values())

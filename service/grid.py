@@ -7,7 +7,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +16,7 @@ from dynamics import DYNAMICS, SUMMARY_METRICS, Limits, SimulationRequest
 from dynamics.request import NUMERIC_FIELDS, OTHER_FORM, InvalidRequest, parse_request
 from models import Run
 from models.refinement import COMPARISON
+from models.sweeps import TableRun
 from service.errors import field_error
 from service.schemas.runs import finite_or_none
 from service.schemas.sweeps import AxisSpec, RefineSpec, SweepCreate
@@ -158,17 +159,19 @@ def _point_errors(exc: InvalidRequest, point: dict[str, Any], names: list[str]) 
 
 # ---- the table -------------------------------------------------------------------------------------------
 _ARROW = {int: pa.int64(), float: pa.float64()}
+#: a run as the table reads it: the ORM object, or its plain columns (models.sweeps.sweep_table_runs)
+R = TypeVar("R", Run, TableRun)
 #: the summary metrics (dynamics.SUMMARY_METRICS, as /v1/runs serves them) and their Parquet types
 _SUMMARY_TYPES: dict[str, pa.DataType] = {q.name: _ARROW.get(q.type, pa.string()) for q in SUMMARY_METRICS}
 
 
-def grid_order(axes: dict[str, list[Any]], runs: Sequence[Run]) -> list[Run]:
+def grid_order(axes: dict[str, list[Any]], runs: Sequence[R]) -> list[R]:
     """The runs in grid order (the last axis varies fastest), by their requests' values on the axes; the points
     a refinement added (off the grid) after them, in increasing order of their values."""
     names = list(axes)
     position = {tuple(vals): i for i, vals in enumerate(itertools.product(*axes.values()))}
 
-    def key(run: Run) -> tuple[int, tuple[Any, ...]]:
+    def key(run: R) -> tuple[int, tuple[Any, ...]]:
         point = tuple(run.request.get(a) for a in names)
         at = position.get(point)
         return (at, ()) if at is not None else (len(position), point)
@@ -176,7 +179,7 @@ def grid_order(axes: dict[str, list[Any]], runs: Sequence[Run]) -> list[Run]:
     return sorted(runs, key=key)
 
 
-def table(axes: dict[str, list[Any]], runs: Sequence[Run]) -> tuple[dict[str, list[Any]], dict[str, pa.DataType]]:
+def table(axes: dict[str, list[Any]], runs: Sequence[R]) -> tuple[dict[str, list[Any]], dict[str, pa.DataType]]:
     """One row per grid point, in grid order: the axes' values, run id and status, ``<dynamics>.<metric>``
     for every summary metric of every dynamics (null until the run finished), and ``log_max_distance``
     where GD and self-consistent both ran. Returns the columns and their Parquet types."""

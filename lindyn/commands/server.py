@@ -113,13 +113,18 @@ def serve(
     settings = get_settings()
     migrations.upgrade(settings.db_url)
     ensure_broker_folders(settings)
+    # bound before the worker starts and the URLs are printed: they name the port the system gave (--port 0)
+    config = uvicorn.Config("service.main:app", host=host, port=port, log_level="info", workers=api_processes)
+    sock = config.bind_socket()
+    config.port = sock.getsockname()[1]
     child: subprocess.Popen[bytes] | None = None
     if not no_worker:
         processes = concurrency or settings.processes
         cmd = [sys.executable, "-m", "lindyn.cli", "worker", "--concurrency", str(processes), "--loglevel", "WARNING"]
         # same process group (Ctrl-C and a signal to the group reach both); dies with this process on Linux
         child = subprocess.Popen(cmd, env={**os.environ, **settings.environment()}, preexec_fn=_die_with_parent)
-    typer.echo(f"lindyn API: http://{host}:{port}  docs: http://{host}:{port}/docs")
+    base = _base_url(host, config.port)
+    typer.echo(f"lindyn dashboard: {base}/ui  API: {base}  docs: {base}/docs")
     typer.echo(f"database: {_safe_url(settings.db_url)}  broker: {_safe_url(settings.broker)}")
     typer.echo(_auth_line(settings))
     if settings.embedded and no_worker:
@@ -127,12 +132,27 @@ def serve(
     # uvicorn re-raises the SIGTERM it caught once it has shut down: turn it into SystemExit so that the
     # worker is stopped below instead of the process dying on the spot
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    server = uvicorn.Server(config)
     try:
-        uvicorn.run("service.main:app", host=host, port=port, log_level="info",
-                    workers=api_processes if api_processes > 1 else None)
+        if api_processes > 1:
+            from uvicorn.supervisors import Multiprocess
+
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
     finally:
+        sock.close()
         if child is not None:
             _stop(child)
+    if api_processes == 1 and not server.started:
+        raise typer.Exit(3)  # uvicorn's STARTUP_FAILURE: the app did not start
+
+
+def _base_url(host: str, port: int) -> str:
+    """http://host:port, an IPv6 address in brackets."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _auth_line(settings: object) -> str:

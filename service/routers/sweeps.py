@@ -12,7 +12,7 @@ from dynamics.request import DynamicsName
 from dynamics.result import DEFAULT_METRIC, FIGURE2_METRICS
 from models import RunStatus, Sweep, queries
 from models.runs import fail_runs
-from models.sweeps import cancel_sweep, create_sweep, sweep_runs, sweep_states
+from models.sweeps import cancel_sweep, create_sweep, sweep_runs, sweep_states, sweep_table_runs
 from service import errors
 from service.deps import QueueDep, SessionDep, SessionmakerDep, SettingsDep, get_or_404
 from service.exports import Export, ExportFormat, export_format, export_response, export_responses
@@ -145,7 +145,7 @@ def read_table(
 ) -> Response:
     """The sweep's results, one row per grid point in grid order (null where a run has not finished).
     The format: ``?format=``, else the Accept header."""
-    columns, types = table(sweep.axes, sweep_runs(session, sweep.id))
+    columns, types = table(sweep.axes, sweep_table_runs(session, sweep.id, list(sweep.axes)))
     return export_response(Export.of_columns(columns, types, f"sweep-{sweep.id}"), fmt)
 
 

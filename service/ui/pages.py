@@ -62,7 +62,9 @@ def _schemas(app: FastAPI) -> dict[str, Any]:
 
 
 @router.get("/")
+@router.get("/ui")
 def home() -> RedirectResponse:
+    """The dashboard's first page (``lindyn serve`` prints /ui)."""
     return RedirectResponse("/ui/runs")
 
 

@@ -239,6 +239,56 @@ def test_a_refined_sweep_draws_every_cell_of_its_mesh(page: Page, server: Api) -
     page.check()
 
 
+def test_heatmap_cells_by_keyboard(page: Page, server: Api) -> None:
+    """Tab to a heat map, move its focused cell with the arrow keys (outlined, read out), Enter opens its run."""
+    body = {"name": "keyboard-sweep", "base": {"d": 8, "rank": 2, "steps": 20, "dynamics": ["gd", "self_consistent"]},
+            "axes": {"gamma_sigma2": {"values": [-2.0, -1.5, -1.0]}, "gamma_w": {"values": [1.5, 2.0]}}}
+    sweep = server.http.post("/v1/sweeps", json=body).json()
+    wait_for(lambda: server.http.get(f"/v1/sweeps/{sweep['id']}").json()["status"] == "finished", 120, "the sweep")
+    rows = server.http.get(f"/v1/sweeps/{sweep['id']}/table").json()
+    run_at = {(g, w): r for g, w, r in zip(rows["gamma_sigma2"], rows["gamma_w"], rows["run_id"], strict=True)}
+    p = page.page
+    p.goto(f"/ui/sweeps/{sweep['id']}")
+    p.wait_for_function("() => document.querySelectorAll('#panels .plot .main-svg').length >= 4")
+    first = p.locator("#panels .plot").first
+    assert "Arrow keys move between cells" in first.get_attribute("aria-label")
+    assert first.get_attribute("aria-roledescription") == "heat map"
+    for _ in range(40):  # as a keyboard user: Tab until the first heat map has the focus
+        p.keyboard.press("Tab")
+        if p.evaluate("() => document.activeElement === document.querySelector('#panels .plot')"):
+            break
+    else:
+        raise AssertionError("Tab never reached the first heat map")
+
+    def focused() -> dict[str, Any]:
+        return p.evaluate("""() => { const d = document.activeElement; const s = (d.layout.shapes || [])[0];
+            return {cell: d.dataset.cell, said: document.getElementById('cell-status').textContent,
+                    outline: getComputedStyle(d).outlineStyle, shape: s ? [s.x0, s.x1, s.y0, s.y1] : null}; }""")
+
+    now = focused()  # the first cell (lowest gamma_sigma2, lowest gamma_w), outlined, the panel's focus visible
+    assert now["cell"] == "0,0" and now["outline"] != "none"
+    assert now["shape"] == pytest.approx([-2.25, -1.75, 1.25, 1.75])
+    assert "= -2, " in now["said"] and "= 1.5, " in now["said"], now["said"]  # the axes' values, the run
+    assert run_at[(-2.0, 1.5)] in now["said"]
+    p.keyboard.press("ArrowRight")
+    p.keyboard.press("ArrowUp")
+    p.keyboard.press("ArrowUp")  # stays on the top row
+    now = focused()
+    assert now["cell"] == "1,1" and now["shape"] == pytest.approx([-1.75, -1.25, 1.75, 2.25])
+    assert run_at[(-1.5, 2.0)] in now["said"]
+    # and shown: Plotly's hover label of that cell
+    p.wait_for_function("(run) => [...document.activeElement.querySelectorAll('.hoverlayer .hovertext')]"
+                        ".some(t => t.textContent.includes(run))", arg=run_at[(-1.5, 2.0)])
+    page.shot("sweep-keyboard")
+    p.keyboard.press("End")
+    assert focused()["cell"] == "2,1"
+    p.keyboard.press("ArrowLeft")
+    p.keyboard.press("Enter")
+    p.wait_for_url(f"**/ui/runs/{run_at[(-1.5, 2.0)]}", wait_until="commit")
+    p.wait_for_function("() => document.getElementById('status').textContent === 'succeeded'")
+    page.check()
+
+
 def test_compare_two_runs(page: Page, server: Api) -> None:
     ids = []
     for seed, width in ((1, 40), (2, 80)):

@@ -109,7 +109,12 @@ def test_embedded_serve(processes: Processes, tmp_path: Path) -> None:
     data = tmp_path / "data"
     env = clean_env(LINDYN_DATA_DIR=str(data), LINDYN_PROGRESS_INTERVAL_S="0.2")
     api, serve = start_serve(processes, env)
-    assert "docs: http://127.0.0.1:" in processes.log("serve")
+    # started with --port 0, it prints the port the system gave (the one uvicorn listens on), and the dashboard
+    base = str(api.http.base_url).rstrip("/")
+    assert f"lindyn dashboard: {base}/ui  API: {base}  docs: {base}/docs" in processes.log("serve")
+    assert not base.endswith(":0")
+    page = api.http.get(f"{base}/ui", follow_redirects=True)
+    assert page.status_code == 200 and str(page.url) == f"{base}/ui/runs" and "<html" in page.text
     health = api.http.get("/health").json()
     assert health["database"]["detail"] == "sqlite" and health["broker"]["detail"] == "filesystem"
     assert (data / "lindyn.db").exists() and (data / "broker" / "queue").is_dir()

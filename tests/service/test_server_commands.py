@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from core import get_settings, make_engine
 from lindyn.cli import app
-from lindyn.commands.server import _safe_url
+from lindyn.commands.server import _base_url, _safe_url
 
 
 @pytest.fixture
@@ -41,3 +41,8 @@ def test_urls_are_printed_without_passwords() -> None:
     assert hidden == "postgresql+psycopg://lindyn:***@db:5432/lindyn"
     assert "secret" not in _safe_url("redis://:secret@redis:6379/0")
     assert _safe_url("filesystem://") == "filesystem://"
+
+
+def test_the_printed_base_url_brackets_an_ipv6_address() -> None:
+    assert _base_url("127.0.0.1", 41234) == "http://127.0.0.1:41234"
+    assert _base_url("::1", 8000) == "http://[::1]:8000"

@@ -31,8 +31,9 @@ def page_data(html: str) -> dict:
     return json.loads(found.group(1))
 
 
-def test_root_redirects_to_the_runs(client: TestClient) -> None:
-    r = client.get("/", follow_redirects=False)
+@pytest.mark.parametrize("path", ["/", "/ui"])
+def test_root_redirects_to_the_runs(client: TestClient, path: str) -> None:
+    r = client.get(path, follow_redirects=False)
     assert r.status_code == 307 and r.headers["location"] == "/ui/runs"
 
 

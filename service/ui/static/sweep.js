@@ -2,6 +2,7 @@
 // axis), any summary metric, the table with downloads, cancel. Click a cell: that run's page.
 import { catalogue, detailText, downloadLink, dynamicsLabel, el, fmt, FINISHED, getJSON, kvTable, message,
   metricTitle, page, plot, postJSON } from "./lindyn.js";
+import { cellKeys } from "./cellkeys.js";
 
 const id = page.sweep_id;
 const metricSelect = document.getElementById("metric");
@@ -91,6 +92,9 @@ function heatmap(div, metric, dynamics, showLegend) {
     const run = ev.points && ev.points[0] && ev.points[0].customdata;
     if (run) location.href = `/ui/runs/${run}`;
   });
+  cellKeys(div, { xs, ys, runs, label: `${title}: heat map over ${axisLabel(x)} and ${axisLabel(y)}`,
+    describe: (xi, yi) => `${axisLabel(x)} = ${fmt(xs[xi])}, ${axisLabel(y)} = ${fmt(ys[yi])}, ${title} = ` +
+      `${fmt(z[yi][xi])}, ${runs[yi][xi] ? `run ${runs[yi][xi]}` : "no run"}` });
 }
 
 function linePlot(div, metric, dynamics) {
@@ -116,11 +120,13 @@ function draw() {
     panels.replaceChildren(el("p", {}, "A sweep with three axes: see the table below (heat maps need two axes)."));
     return;
   }
+  const focused = [...panels.children].indexOf(document.activeElement); // kept across a refresh
   panels.replaceChildren(...metrics.map((m) => el("div", { class: "plot panel", role: "img", "aria-label": metricTitle(m), "data-metric": m })));
   [...panels.children].forEach((div, i) => {
     if (axes.length === 2) heatmap(div, metrics[i], dynamics, i === 0);
     else linePlot(div, metrics[i], dynamics);
   });
+  if (focused >= 0 && panels.children[focused]) panels.children[focused].focus();
 }
 
 function pickers() {
