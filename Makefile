@@ -38,11 +38,13 @@ bench: install
 	$(BIN)/python -m bench.gd_speed
 	$(BIN)/python -m bench.self_consistent_speed
 
-# mutation testing (slow: minutes to hours; not in CI): mutmut over pyproject's [tool.mutmut] paths, then the score
+# mutation testing (slow: hours on a shared 2-core machine; not in CI): mutmut over pyproject's [tool.mutmut]
+# paths, then the score. Results stay in mutants/: an interrupted run resumes, a later run re-tests only changed
+# functions (`make clean` starts over). MUTANTS="dynamics.result*" runs (or re-runs) a part.
 MUTATION_CHILDREN ?= 2
+MUTANTS ?=
 mutation: install
-	rm -rf mutants
-	nice $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) || true
+	nice -n 10 $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) $(MUTANTS) || true
 	$(BIN)/python -m tests.mutation_score
 
 clean:

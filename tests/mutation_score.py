@@ -1,5 +1,5 @@
 """The score of the last ``mutmut run`` (``make mutation``), from its per-file records mutants/<file>.meta:
-killed / (killed + survived + no tests) per file, per top folder and in all, and the surviving mutants' names
+killed / (killed + survived + no tests) per file (known equivalent mutants, EQUIVALENT, left out), per top folder and in all, and the surviving mutants' names
 (show one with ``mutmut show NAME``). Statuses are mutmut's own (``mutmut.stats.status_by_exit_code``): a
 timeout, a crash (segfault) and the type check count as killed; mutants not checked yet (an interrupted run)
 are counted apart and left out of the score.
@@ -22,6 +22,25 @@ KIND = {"killed": "killed", "timeout": "killed", "caught by type check": "killed
         "survived": "survived", "no tests": "no tests", "suspicious": "suspicious",
         "not checked": "not run", "check was interrupted by user": "not run", "skipped": "not run"}
 
+#: surviving mutants that no test can kill, because they do not change what the code computes; mutmut can only
+#: exclude whole lines (``# pragma: no mutate``), which would hide the line's other mutants, so they are named
+#: here (a mutant's number is stable while its function is unchanged) and left out of the score
+EQUIVALENT: dict[str, str] = {
+    "dynamics.stopping.x_paper_stop_reason__mutmut_19":
+        "|train[i] - train[i-1]| < 2e-4 -> <=: the double 2e-4 has an odd 53-bit mantissa (ulp 2^-65), the "
+        "difference of two train errors >= 8e-4 is a multiple of 2^-63: never equal",
+    "dynamics.request.x__consistent__mutmut_12": "rel_tol=1e-9 dropped: 1e-9 is math.isclose's default",
+    "dynamics.request.xǁInvalidRequestǁof__mutmut_13": "err.get('loc', ()) -> None: pydantic's errors always have loc",
+    "dynamics.request.xǁInvalidRequestǁof__mutmut_15": "err.get('loc') without default: always present",
+    "dynamics.request.xǁInvalidRequestǁof__mutmut_21": "err.get('msg', '') -> None: pydantic's errors always have msg",
+    "dynamics.sqrt_newton_schulz.x_newton_schulz_sqrt__mutmut_3": "n = M.shape[-2]: M is square",
+    "dynamics.sqrt_newton_schulz.x_newton_schulz_sqrt__mutmut_15": "dtype=np.int64 -> None: counts are ints",
+    "dynamics.sqrt_newton_schulz.x_newton_schulz_sqrt__mutmut_17": "dtype=np.int64 dropped: counts are ints",
+    "dynamics.sqrt_newton_schulz.x_newton_schulz_sqrt__mutmut_26": "argsort kind 'STABLE': numpy ignores the case",
+    "dynamics.sqrt_newton_schulz.x_sqrt_pair__mutmut_2": "d = A.shape[+1]: A is (B, d, d)",
+    "dynamics.sqrt_newton_schulz.x_sqrt_pair__mutmut_3": "d = A.shape[-2]: A is square",
+}
+
 
 def counts(root: Path = Path("mutants")) -> tuple[dict[str, Counter[str]], list[str]]:
     """Per source file, the number of mutants of each kind; and the survivors' names (no tests included)."""
@@ -32,6 +51,8 @@ def counts(root: Path = Path("mutants")) -> tuple[dict[str, Counter[str]], list[
         c: Counter[str] = Counter()
         for key, code in codes.items():
             kind = KIND[status_by_exit_code[code]]
+            if key in EQUIVALENT and kind in ("survived", "no tests"):
+                kind = "equivalent"
             c[kind] += 1
             if kind in ("survived", "no tests"):
                 survivors.append(key)
@@ -57,7 +78,7 @@ def line(label: str, c: Counter[str]) -> str:
     s = score(c)
     scored = c["killed"] + c["survived"] + c["no tests"]
     pct = f"{s:5.1f}%" if s is not None else "   - "
-    extra = "".join(f", {c[k]} {k}" for k in ("no tests", "not run", "suspicious") if c[k])
+    extra = "".join(f", {c[k]} {k}" for k in ("no tests", "equivalent", "not run", "suspicious") if c[k])
     return f"{pct}  {c['killed']:4d} killed of {scored:4d}{extra}  {label}"
 
 
@@ -87,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{fmt(b)} -> {fmt(n)}  {name}")
     if args.save:
         args.save.write_text(json.dumps({k: dict(v) for k, v in sorted(by_file.items())}, indent=1))
+    print(f"\n{len(EQUIVALENT)} known equivalent mutants (left out of the score):")
+    for key, why in sorted(EQUIVALENT.items()):
+        print(f"  {key}: {why}")
     if survivors:
         print(f"\n{len(survivors)} survivors (mutmut show NAME):")
         for key in sorted(survivors):

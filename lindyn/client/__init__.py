@@ -186,7 +186,7 @@ class Client:
         ``axes``, each a request field and its values: a list (``[0, 1, 2]``), ``(start, stop, n)`` (n evenly
         spaced values), ``"linspace:1.75:2.8:30"`` / ``"values:0,1,2"``, or the API's own
         ``{"values": [...]}`` / ``{"linspace": [start, stop, n]}``. ``name`` and ``tags`` label the sweep (not
-        its runs) to find it by with ``sweeps()``. ``refine`` (``{"metric": "gd.min_test_error", "rounds": 2,
+        its runs) to find it by with ``sweeps()``. ``refine`` (``{"metric": "<dynamics>.<metric>", "rounds": 2,
         "budget": 300}``) adds points where the metric changes most, round after round, after the grid."""
         body_base = base.model_dump(exclude_none=True) if hasattr(base, "model_dump") else dict(base)
         body: dict[str, Any] = {"base": body_base, "axes": {k: axis_spec(v) for k, v in axes.items()}}

@@ -302,7 +302,7 @@ def sweep(
     refine_metric: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(help="refine the grid where this metric changes most: <dynamics>.<metric>, e.g. "
-                     "gd.min_test_error (one or two axes)"),
+                     f"gd.{DEFAULT_METRIC} (one or two axes)"),
     ] = None,
     refine_rounds: Annotated[
         Optional[int], typer.Option(min=1, help="refinement rounds after the grid (default 1)")  # noqa: UP045

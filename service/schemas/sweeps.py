@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, m
 from pydantic_core import PydanticCustomError
 
 from dynamics.request import FiniteFloat
+from dynamics.result import DEFAULT_METRIC
 from models import Sweep
 from models.sweeps import SweepState
 from models.tables import BIGINTEGER_MAX
@@ -60,8 +61,8 @@ class RefineSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metric: str = Field(description="a summary metric of a requested dynamics, `<dynamics>.<metric>` (e.g. "
-                        "gd.min_test_error), or a metric of the comparison (log_max_distance) when gd and "
-                        "self_consistent both run")
+                        f"gd.{DEFAULT_METRIC}), or a metric of the comparison of gd and self_consistent when "
+                        "both run")
     rounds: int = Field(ge=1, le=MAX_REFINE_ROUNDS, description="refinement rounds after the coarse grid")
     budget: int = Field(ge=1, description="most points the rounds add in all (the coarse grid plus the budget is "
                         "within the server's LINDYN_MAX_GRID_POINTS)")
@@ -108,7 +109,7 @@ class SweepCreate(BaseModel):
                     "name": "active/lazy boundary, refined",
                     "base": {"d": 20, "rank": 2, "steps": 2000, "stopping": "paper", "dynamics": ["gd"]},
                     "axes": {"gamma_sigma2": {"linspace": [-3.0, 0.0, 5]}, "gamma_w": {"linspace": [0.5, 3.5, 5]}},
-                    "refine": {"metric": "gd.min_test_error", "rounds": 2, "budget": 60},
+                    "refine": {"metric": f"gd.{DEFAULT_METRIC}", "rounds": 2, "budget": 60},
                 },
             ]
         },

@@ -64,3 +64,28 @@ def test_huge_threshold_approaches_lazy() -> None:
         lz = lazy_step(np, A[None], G, _b(eta), _b(c))[0] - A
         rel = np.linalg.norm(sc - lz) / np.linalg.norm(lz)
         assert rel <= (s1 / c) ** 2, (c, rel)
+
+
+@pytest.mark.parametrize("step", ["self_consistent", "balanced"])
+def test_a_given_decomposition_is_reused_not_recomputed(step: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner passes the decomposition of A^T A its metrics made (simulate.py): the step must not make
+    another one; with it or without it, the same numbers."""
+    from dynamics.steps import gram_eigh
+
+    A, Y = _state(6)
+    G, eta, c = (A - Y)[None], _b(0.01), _b(0.5)
+    s2, V = gram_eigh(np, A[None])
+    if step == "balanced":
+        fresh = balanced_step(np, A[None], G, eta)
+    else:
+        fresh = self_consistent_step(np, A[None], G, eta, c)
+
+    def no_eigh(*a: object, **kw: object) -> None:
+        raise AssertionError("decomposed again")
+
+    monkeypatch.setattr(np.linalg, "eigh", no_eigh)
+    if step == "balanced":
+        reused = balanced_step(np, A[None], G, eta, s2, V)
+    else:
+        reused = self_consistent_step(np, A[None], G, eta, c, s2, V)
+    np.testing.assert_array_equal(reused, fresh)  # same decomposition, same arithmetic: bit for bit

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from dynamics import Limits
-from service.grid import GridError, expand, grid_order, table
+from dynamics import Limits, SimulationRequest
+from service.grid import GridError, chunks, expand, grid_order, table
 from service.schemas.sweeps import SweepCreate
 
 
@@ -65,3 +65,12 @@ def test_grid_errors_carry_the_kind_and_join_their_messages() -> None:
     assert [d["loc"] for d in details] == [["body", "axes", "steps"]] * 2
     assert str(info.value) == "; ".join(d["msg"] for d in details)
     assert details[0]["msg"].startswith("grid point steps = -1: ")
+
+
+def test_chunks_one_per_size_by_default_and_lengths_must_match() -> None:
+    requests = [SimulationRequest(d=4, rank=1, sigma2=0.1, width=4, seed=s, backend="numpy") for s in range(5)]
+    ids = [uuid.uuid4() for _ in requests]
+    assert chunks(ids, requests, size=10) == [("numpy", ids)]  # spread 1: one task
+    assert chunks(ids, requests, size=10, spread=2) == [("numpy", ids[0::2]), ("numpy", ids[1::2])]
+    with pytest.raises(ValueError):
+        chunks(ids[:4], requests, size=10)

@@ -97,6 +97,8 @@ def test_body_size_limit(embedded_settings: Settings) -> None:
         r = c.post("/v1/runs", json=big)
         assert r.status_code == 413 and r.json()["detail"][0]["type"] == "body_too_large"
         size = int(r.request.headers["content-length"])
+        assert r.headers["content-type"] == "application/json"
+        assert int(r.headers["content-length"]) == len(r.content)
         assert r.json()["detail"][0]["msg"] == f"request body of {size} bytes is over the limit of 200 bytes"
 
         def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams
