@@ -106,6 +106,14 @@ class Settings(BaseSettings):
         "TASK_KILL_GRACE_S later if a long array operation keeps it from stopping",
     )
     broker_polling_interval_s: float = Field(default=0.1, gt=0, description="polling interval of the filesystem broker")
+    events_poll_interval_s: float = Field(
+        default=0.5, gt=0, description="an event stream (GET .../events) reads the run or sweep again this often "
+        "(a session per read, none held between)"
+    )
+    events_heartbeat_s: float = Field(
+        default=15.0, gt=0, description="an event stream sends a comment line after this long without an event "
+        "(so proxies keep the connection)"
+    )
 
     @field_validator("data_dir")
     @classmethod
@@ -178,6 +186,8 @@ class Settings(BaseSettings):
             "LINDYN_SWEEP_CHUNK_SIZE": str(self.sweep_chunk_size),
             "LINDYN_CANCEL_POLL_INTERVAL_S": str(self.cancel_poll_interval_s),
             "LINDYN_TASK_TIME_LIMIT_S": str(self.task_time_limit_s),
+            "LINDYN_EVENTS_POLL_INTERVAL_S": str(self.events_poll_interval_s),
+            "LINDYN_EVENTS_HEARTBEAT_S": str(self.events_heartbeat_s),
             "LINDYN_WORKER_PROCESSES": str(self.worker_processes),
             "LINDYN_BLAS_THREADS": str(self.blas_threads),
         }
