@@ -187,7 +187,8 @@ def execute_run(run_id: uuid.UUID, settings: Settings | None = None) -> str:
         request = load_request(stored_request, settings)
         progress = ProgressWriter(settings, run_id, attempt)
         with CancelWatch(settings, [run_id]) as watch:
-            result = simulate(request, progress=progress, checkpoint=watch, rows=progress.rows)
+            result = simulate(request, progress=progress, checkpoint=watch,
+                              rows=progress.rows if settings.live_rows else None)
     except RunCancelled:
         log.info("run %s was cancelled while running", run_id)
         return "cancelled"
@@ -241,7 +242,8 @@ def execute_batch(run_ids: Sequence[uuid.UUID], settings: Settings | None = None
     progress = BatchProgressWriter(settings, ids, [r.steps for r in requests.values()], [attempts[i] for i in ids])
     try:
         with CancelWatch(settings, ids) as watch:
-            results = simulate_batch(list(requests.values()), progress=progress, checkpoint=watch, rows=progress.rows)
+            results = simulate_batch(list(requests.values()), progress=progress, checkpoint=watch,
+                                     rows=progress.rows if settings.live_rows else None)
     except RunCancelled:
         log.info("batch of %d runs was cancelled while running", len(ids))
         outcome.update({str(run_id): "cancelled" for run_id in ids})
