@@ -8,6 +8,9 @@ progress write at every progress call of dynamics (LINDYN_PROGRESS_INTERVAL_S=0:
 
     python -m bench.live_rows [--d 200] [--steps 150] [--pairs 5] [--database-url URL] [--progress-interval 0]
 
+Beside the ratio (noisy on a loaded machine), the time the live run spent in its row writes themselves
+(``store_live_rows``, timed around the worker's calls) as a share of the run: the cost, measured directly.
+
 The database: a SQLite file in a temporary folder (the embedded default), or ``--database-url`` (e.g. a
 PostgreSQL database; it is migrated first).
 """
@@ -30,7 +33,23 @@ from core import Settings, get_sessionmaker, session_scope
 from dynamics import SimulationRequest
 from models import TrajectoryPoint
 from models.runs import new_run
+import workers.tasks
 from workers.tasks import execute_run
+
+#: seconds spent in store_live_rows (the live rows' own database work) since the last reset
+_IN_ROW_WRITES = [0.0]
+_store_live_rows = workers.tasks.store_live_rows
+
+
+def _timed_store_live_rows(*args, **kwargs):  # type: ignore[no-untyped-def]
+    t0 = time.perf_counter()
+    try:
+        return _store_live_rows(*args, **kwargs)
+    finally:
+        _IN_ROW_WRITES[0] += time.perf_counter() - t0
+
+
+workers.tasks.store_live_rows = _timed_store_live_rows  # the worker's module calls it by this name
 
 
 def timed_run(settings: Settings, request: SimulationRequest) -> tuple[float, int]:
@@ -39,6 +58,7 @@ def timed_run(settings: Settings, request: SimulationRequest) -> tuple[float, in
     with session_scope(factory) as s:
         run = new_run(request)
         s.add(run)
+    _IN_ROW_WRITES[0] = 0.0
     t0 = time.perf_counter()
     status = execute_run(run.id, settings)
     elapsed = time.perf_counter() - t0
@@ -73,21 +93,28 @@ def main() -> None:
         print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f}; 1 BLAS thread; {database}")
         print(f"run: d = {args.d}, {args.steps} steps, gd + self_consistent, record_every = {args.record_every}, "
               f"spectrum_every = {args.spectrum_every}, progress interval {args.progress_interval} s")
-        ratios, t_live, t_end = [], [], []
+        ratios, t_live, t_end, shares = [], [], [], []
         with threadpool_limits(1):
             timed_run(end, request)  # warm-up: imports, BLAS, the database's first pages
             for pair in range(args.pairs):
                 order = [("live", live), ("end", end)] if pair % 2 == 0 else [("end", end), ("live", live)]
-                got = {name: timed_run(settings, request) for name, settings in order}
+                got, in_writes = {}, [0.0]
+                for name, settings in order:
+                    got[name] = timed_run(settings, request)
+                    if name == "live":
+                        in_writes[0] = _IN_ROW_WRITES[0]
                 (a, rows_live), (b, rows_end) = got["live"], got["end"]
+                shares.append(in_writes[0] / a)
                 assert rows_live == rows_end, (rows_live, rows_end)  # the same rows in the end, none doubled
                 t_live.append(a)
                 t_end.append(b)
                 ratios.append(a / b)
-                print(f"pair {pair + 1}: live {a:.3f} s, at the end {b:.3f} s, ratio {a / b:.4f} ({rows_live} rows)")
+                print(f"pair {pair + 1}: live {a:.3f} s, at the end {b:.3f} s, ratio {a / b:.4f} ({rows_live} rows); "
+                      f"in live row writes {in_writes[0]:.3f} s = {100 * shares[-1]:.2f}% of the live run")
         print(f"median: live {statistics.median(t_live):.3f} s, at the end {statistics.median(t_end):.3f} s; "
               f"median ratio live / at the end = {statistics.median(ratios):.4f} "
-              f"(cost {100 * (statistics.median(ratios) - 1):+.2f}%); load average now {os.getloadavg()[0]:.2f}")
+              f"(cost {100 * (statistics.median(ratios) - 1):+.2f}%); time in the live row writes: median "
+              f"{100 * statistics.median(shares):.2f}% of the run; load average now {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -109,18 +109,17 @@ def store_live_rows(
     live = select(Run.id).where(Run.id == run_id, Run.status == RunStatus.running, Run.attempts == attempt)
     if session.scalar(live) is None:
         return 0
-    written = 0
-    for name, traj in pieces:
-        rows = dynamics_rows(run_id, name, traj)
-        if not rows:
-            continue
-        session.execute(delete(TrajectoryPoint).where(
-            TrajectoryPoint.run_id == run_id, TrajectoryPoint.dynamics == name,
-            TrajectoryPoint.step >= rows[0]["step"], TrajectoryPoint.step <= rows[-1]["step"],
-        ))
-        session.execute(insert(TrajectoryPoint), rows)
-        written += len(rows)
-    return written
+    rows = [row for name, traj in pieces for row in dynamics_rows(run_id, name, traj)]
+    if not rows:
+        return 0
+    steps = [row["step"] for row in rows]
+    names = sorted({row["dynamics"] for row in rows})
+    session.execute(delete(TrajectoryPoint).where(
+        TrajectoryPoint.run_id == run_id, TrajectoryPoint.dynamics.in_(names),
+        TrajectoryPoint.step >= min(steps), TrajectoryPoint.step <= max(steps),
+    ))
+    session.execute(insert(TrajectoryPoint), rows)
+    return len(rows)
 
 
 def trajectory_chunks(
