@@ -146,7 +146,7 @@ def trajectory_chunks(
         yield from session.execute(stmt).partitions()
 
 
-def live_rows(session: Session, run: Run, after_step: int = -1) -> list[Row[Any]]:
+def live_rows(session: Session, run: Run, after_step: int = -1) -> list[Any]:
     """The recorded rows of the run after ``after_step``, every dynamics read in one statement (one snapshot:
     a worker's write of all its dynamics is seen whole or not at all): (dynamics, step, *METRIC_COLUMNS,
     spectrum bytes or None), in the run's dynamics order, steps ascending. Within one attempt a later write
@@ -157,7 +157,8 @@ def live_rows(session: Session, run: Run, after_step: int = -1) -> list[Row[Any]
         TrajectoryPoint.run_id == run.id, TrajectoryPoint.recorded, TrajectoryPoint.step > after_step
     )
     order = {name: i for i, name in enumerate(run.dynamics_list)}
-    return sorted(session.execute(stmt).all(), key=lambda r: (order.get(r[0], len(order)), r[1]))
+    rows: list[Any] = list(session.execute(stmt).all())
+    return sorted(rows, key=lambda r: (order.get(r[0], len(order)), r[1]))
 
 
 def spectrum_width(session: Session, run: Run) -> int:

@@ -102,7 +102,8 @@ class BatchProgressWriter(ProgressWriter):
         super().__init__(settings, run_ids[0])
         self.run_ids = list(run_ids)
         self.steps = list(steps)
-        self.attempts = dict(zip(self.run_ids, attempts or [None] * len(self.run_ids), strict=True))
+        given: list[int | None] = list(attempts) if attempts is not None else [None] * len(self.run_ids)
+        self.attempts = dict(zip(self.run_ids, given, strict=True))
 
     def write(self, step: int, total: int) -> bool:
         with session_scope(self.factory) as session:

@@ -32,12 +32,13 @@ class Event:
 def parse_events(lines: Iterable[str]) -> Iterator[Event]:
     """The events of a text/event-stream, line by line (comment lines and ``retry:`` skipped; ``data:`` lines
     of one event joined with newlines, then decoded as JSON)."""
-    kind, data, event_id = "message", [], None
+    kind, event_id = "message", None
+    data: list[str] = []
     for line in lines:
         if not line:
             if data:
                 yield Event(kind, json.loads("\n".join(data)), event_id)
-            kind, data, event_id = "message", [], None
+            kind, event_id, data = "message", None, []
             continue
         if line.startswith(":"):
             continue
