@@ -96,6 +96,10 @@ class Settings(BaseSettings):
         default=30_000, ge=0, description="how long a SQLite writer waits for the lock"
     )
     progress_interval_s: float = Field(default=0.5, ge=0, description="a worker writes progress at most this often")
+    live_rows: bool = Field(
+        default=True, description="a worker stores a run's trajectory rows with each progress write (readable "
+        "while it runs: GET .../trajectory, .../events); false: only at the end"
+    )
     cancel_poll_interval_s: float = Field(
         default=1.0, gt=0, description="a running task looks this often whether its runs were cancelled (it stops "
         "at its next step once it sees it)"
@@ -106,6 +110,14 @@ class Settings(BaseSettings):
         "TASK_KILL_GRACE_S later if a long array operation keeps it from stopping",
     )
     broker_polling_interval_s: float = Field(default=0.1, gt=0, description="polling interval of the filesystem broker")
+    events_poll_interval_s: float = Field(
+        default=0.5, gt=0, description="an event stream (GET .../events) reads the run or sweep again this often "
+        "(a session per read, none held between)"
+    )
+    events_heartbeat_s: float = Field(
+        default=15.0, gt=0, description="an event stream sends a comment line after this long without an event "
+        "(so proxies keep the connection)"
+    )
 
     @field_validator("data_dir")
     @classmethod
@@ -178,6 +190,9 @@ class Settings(BaseSettings):
             "LINDYN_SWEEP_CHUNK_SIZE": str(self.sweep_chunk_size),
             "LINDYN_CANCEL_POLL_INTERVAL_S": str(self.cancel_poll_interval_s),
             "LINDYN_TASK_TIME_LIMIT_S": str(self.task_time_limit_s),
+            "LINDYN_LIVE_ROWS": str(self.live_rows).lower(),
+            "LINDYN_EVENTS_POLL_INTERVAL_S": str(self.events_poll_interval_s),
+            "LINDYN_EVENTS_HEARTBEAT_S": str(self.events_heartbeat_s),
             "LINDYN_WORKER_PROCESSES": str(self.worker_processes),
             "LINDYN_BLAS_THREADS": str(self.blas_threads),
         }

@@ -18,7 +18,7 @@ from dynamics.result import (
     Summary,
     Trajectory,
 )
-from dynamics.simulate import ProgressCallback, simulate, simulate_batch
+from dynamics.simulate import ProgressCallback, RowsCallback, simulate, simulate_batch
 
 __all__ = [
     "COMPARISON_METRICS",
@@ -32,6 +32,7 @@ __all__ = [
     "Limits",
     "ProgressCallback",
     "Quantity",
+    "RowsCallback",
     "SimulationRequest",
     "SimulationResult",
     "Summary",

@@ -35,6 +35,10 @@ from dynamics.task import Task, draw_task, error
 
 #: progress(step_done, total_steps): called a bounded number of times (about every 1% of the steps).
 ProgressCallback = Callable[[int, int], None]
+#: rows(index, dynamics, trajectory): what the request at ``index`` recorded for ``dynamics`` since the last call
+#: (its metric rows and spectra, as a Trajectory); called just before each progress call, for each (request,
+#: dynamics) that recorded any, so as rarely as progress. A worker stores them as the run goes (live rows).
+RowsCallback = Callable[[int, str, Trajectory], None]
 #: checkpoint(): called before every step, so it must be cheap (e.g. reading a flag); it raises to stop the
 #: run there (a cancelled run, workers/tasks.py)
 Checkpoint = Callable[[], None]
@@ -87,21 +91,24 @@ def batch_key(request: SimulationRequest) -> tuple[Any, ...]:
 
 
 def simulate(
-    request: SimulationRequest, *, progress: ProgressCallback | None = None, checkpoint: Checkpoint | None = None
+    request: SimulationRequest, *, progress: ProgressCallback | None = None, checkpoint: Checkpoint | None = None,
+    rows: RowsCallback | None = None,
 ) -> SimulationResult:
     """Run one request; equal to ``simulate_batch([request])[0]``."""
-    return simulate_batch([request], progress=progress, checkpoint=checkpoint)[0]
+    return simulate_batch([request], progress=progress, checkpoint=checkpoint, rows=rows)[0]
 
 
 def simulate_batch(
     requests: list[SimulationRequest], *, progress: ProgressCallback | None = None, roots: str | None = None,
-    checkpoint: Checkpoint | None = None,
+    checkpoint: Checkpoint | None = None, rows: RowsCallback | None = None,
 ) -> list[SimulationResult]:
     """Run many requests, grouped by :func:`batch_key`, each group as one stacked batch.
 
     Results come back in the order of ``requests``; each equals what :func:`simulate` gives for it alone.
     ``progress(done, total)`` counts point-steps over all groups. ``roots``: the self-consistent step's
     square roots, "eigh" or "newton_schulz" (default: :data:`SELF_CONSISTENT_ROOTS` of the backend).
+    ``rows(index, dynamics, trajectory)``: the rows recorded so far, as they go (:data:`RowsCallback`); the
+    pieces of one (request, dynamics), concatenated, are a prefix of its result's trajectory.
     """
     if roots is not None and roots not in ROOTS:
         raise ValueError(f"roots must be one of {ROOTS}, got {roots!r}")
@@ -119,7 +126,12 @@ def simulate_batch(
             if progress is not None:
                 progress(base + done, total)
 
-        for i, res in zip(indices, _run_batch(group, group_progress, roots, checkpoint), strict=True):
+        group_rows = None
+        if rows is not None:
+            def group_rows(p: int, name: str, traj: Trajectory, where: list[int] = indices) -> None:
+                rows(where[p], name, traj)
+
+        for i, res in zip(indices, _run_batch(group, group_progress, roots, checkpoint, group_rows), strict=True):
             results[i] = res
         offset += group_total
     if progress is not None:
@@ -168,7 +180,7 @@ class _Schedule:
 
 def _run_batch(
     reqs: list[SimulationRequest], progress: ProgressCallback, roots: str | None = None,
-    checkpoint: Checkpoint | None = None,
+    checkpoint: Checkpoint | None = None, rows: RowsCallback | None = None,
 ) -> list[SimulationResult]:
     t_start = time.perf_counter()
     r0 = reqs[0]
@@ -224,6 +236,7 @@ def _run_batch(
     dist_hist = np.full((B, T + 1), np.nan) if compare else None
 
     progress_every = max(1, T // 100)
+    sent = {name: np.zeros((B, 2), dtype=np.int64) for name in names}  # rows, spectra given to ``rows`` so far
     with ignore_fp(xp):
         for i in range(T + 1):
             if checkpoint is not None:
@@ -244,6 +257,8 @@ def _run_batch(
             if not any(st.idx.size for subs in states.values() for st in subs):
                 break
             if i % progress_every == 0 and i:
+                if rows is not None:
+                    _send_rows(rows, logs, sent, d)
                 progress(int(np.minimum(max_steps, i).sum()), int(max_steps.sum()))
 
         firsts = {subs[0].name: subs[0] for subs in states.values()}  # the records of the minima are shared
@@ -252,6 +267,23 @@ def _run_batch(
     for res in results:
         res.timings = {"init_s": t_init, "total_s": elapsed, "batch_size": float(B)}
     return results
+
+
+def _send_rows(rows: RowsCallback, logs: dict[str, list[_Log]], sent: dict[str, np.ndarray], d: int) -> None:
+    """Give ``rows`` what each (point, dynamics) recorded since the last time (``sent`` counts what was given)."""
+    for name, point_logs in logs.items():
+        for p, log in enumerate(point_logs):
+            n_rec, n_spec = (int(x) for x in sent[name][p])
+            if len(log.rec_step) == n_rec and len(log.spec_step) == n_spec:
+                continue
+            spec = log.spec[n_spec:]
+            rows(p, name, Trajectory(
+                step=np.array(log.rec_step[n_rec:], dtype=np.int64),
+                metrics={c: np.array(v[n_rec:], dtype=np.float64) for c, v in log.rec.items()},
+                spectrum_steps=np.array(log.spec_step[n_spec:], dtype=np.int64),
+                spectrum=np.array(spec) if spec else np.zeros((0, d)),
+            ))
+            sent[name][p] = (len(log.rec_step), len(log.spec_step))
 
 
 def _advance(

@@ -37,13 +37,13 @@ import uuid
 from collections.abc import Callable, Collection, Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import in_transaction
 from models.base import RunStatus, utcnow
 from core.jobs import queue_for
-from models.tables import Run
+from models.tables import Run, TrajectoryPoint
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ def stale_runs(session: Session, stale_after_s: float, limit: int = 500) -> list
 
 
 def requeue_if_stale(session: Session, run_id: uuid.UUID, stale_after_s: float) -> bool:
-    """Set a stale running run back to queued; False when it beat meanwhile or is no longer running."""
+    """Set a stale running run back to queued (the rows it stored as it went deleted: the next attempt writes
+    them again); False when it beat meanwhile or is no longer running."""
     cutoff = utcnow() - timedelta(seconds=stale_after_s)
     stmt = (
         update(Run)
@@ -82,7 +83,10 @@ def requeue_if_stale(session: Session, run_id: uuid.UUID, stale_after_s: float) 
         )
         .values(status=RunStatus.queued, heartbeat_at=None, queued_at=utcnow())
     )
-    return int(getattr(session.execute(stmt), "rowcount", 0) or 0) == 1
+    requeued = int(getattr(session.execute(stmt), "rowcount", 0) or 0) == 1
+    if requeued:
+        session.execute(delete(TrajectoryPoint).where(TrajectoryPoint.run_id == run_id))
+    return requeued
 
 
 def busy_queues(session: Session, stale_after_s: float) -> set[str]:

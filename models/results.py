@@ -12,7 +12,7 @@ import numpy as np
 from sqlalchemy import Row, delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from dynamics import METRIC_COLUMNS, TRAJECTORY_COLUMNS, SimulationResult
+from dynamics import METRIC_COLUMNS, TRAJECTORY_COLUMNS, SimulationResult, Trajectory
 from models.base import RunStatus, utcnow
 from models.runs import locked_run
 from models.tables import Run, RunSummary, TrajectoryPoint
@@ -61,43 +61,76 @@ def trajectory_rows(run_id: uuid.UUID, result: SimulationResult) -> list[dict[st
     if result.comparison is not None:
         distance = {int(s): _nan_to_none(x) for s, x in zip(result.comparison.step, result.comparison.distance)}
     for name, traj in result.trajectories.items():
-        by_step: dict[int, dict[str, Any]] = {}
-
-        def row(step: int) -> dict[str, Any]:
-            if step not in by_step:
-                by_step[step] = {
-                    "run_id": run_id,
-                    "dynamics": name,
-                    "step": step,
-                    "recorded": False,
-                    **dict.fromkeys(METRIC_COLUMNS),
-                    "spectrum": None,
-                    "distance": None,
-                }
-            return by_step[step]
-
-        metrics = {col: np.asarray(traj.metrics[col], dtype=np.float64) for col in METRIC_COLUMNS}
-        for i, step in enumerate(np.asarray(traj.step).tolist()):
-            r = row(int(step))
-            r["recorded"] = True
-            for col in METRIC_COLUMNS:
-                r[col] = _nan_to_none(metrics[col][i])
-        for j, step in enumerate(np.asarray(traj.spectrum_steps).tolist()):
-            row(int(step))["spectrum"] = encode_spectrum(traj.spectrum[j])
-        if name == "gd":
-            for step, dist in distance.items():
-                row(step)["distance"] = dist
-        rows.extend(by_step[s] for s in sorted(by_step))
+        rows.extend(dynamics_rows(run_id, name, traj, distance if name == "gd" else {}))
     return rows
+
+
+def dynamics_rows(
+    run_id: uuid.UUID, name: str, traj: Trajectory, distance: dict[int, float | None] | None = None
+) -> list[dict[str, Any]]:
+    """The trajectory_points rows of one dynamics' trajectory (whole, or a piece of it as a run goes), steps
+    ascending: the union of the steps with metrics, spectrum or ``distance`` (step -> GD/SC distance)."""
+    by_step: dict[int, dict[str, Any]] = {}
+
+    def row(step: int) -> dict[str, Any]:
+        if step not in by_step:
+            by_step[step] = {
+                "run_id": run_id,
+                "dynamics": name,
+                "step": step,
+                "recorded": False,
+                **dict.fromkeys(METRIC_COLUMNS),
+                "spectrum": None,
+                "distance": None,
+            }
+        return by_step[step]
+
+    metrics = {col: np.asarray(traj.metrics[col], dtype=np.float64) for col in METRIC_COLUMNS}
+    for i, step in enumerate(np.asarray(traj.step).tolist()):
+        r = row(int(step))
+        r["recorded"] = True
+        for col in METRIC_COLUMNS:
+            r[col] = _nan_to_none(metrics[col][i])
+    for j, step in enumerate(np.asarray(traj.spectrum_steps).tolist()):
+        row(int(step))["spectrum"] = encode_spectrum(traj.spectrum[j])
+    for step, dist in (distance or {}).items():
+        row(step)["distance"] = dist
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def store_live_rows(
+    session: Session, run_id: uuid.UUID, attempt: int, pieces: Sequence[tuple[str, Trajectory]]
+) -> int:
+    """Add what a running run recorded since its last write (``pieces``: (dynamics, trajectory piece)), in
+    the caller's transaction, so its trajectory can be read while it runs; how many rows were written. Only
+    while the run is running its ``attempt`` (a run requeued and claimed again belongs to its new worker,
+    whose claim deleted the old rows). Rows already stored at the same (dynamics, step) are replaced, so a
+    write retried after a dropped connection never doubles them. ``store_result`` replaces them all at the end."""
+    live = select(Run.id).where(Run.id == run_id, Run.status == RunStatus.running, Run.attempts == attempt)
+    if session.scalar(live) is None:
+        return 0
+    rows = [row for name, traj in pieces for row in dynamics_rows(run_id, name, traj)]
+    if not rows:
+        return 0
+    steps = [row["step"] for row in rows]
+    names = sorted({row["dynamics"] for row in rows})
+    session.execute(delete(TrajectoryPoint).where(
+        TrajectoryPoint.run_id == run_id, TrajectoryPoint.dynamics.in_(names),
+        TrajectoryPoint.step >= min(steps), TrajectoryPoint.step <= max(steps),
+    ))
+    session.execute(insert(TrajectoryPoint), rows)
+    return len(rows)
 
 
 def trajectory_chunks(
     session: Session, run_id: uuid.UUID, names: Sequence[str], *, spectrum: bool = False, chunk_rows: int = 4096,
+    after_step: int = -1,
 ) -> Iterator[Sequence[Row[Any]]]:
     """The rows of a run's trajectory for the dynamics ``names`` (in that order), ``chunk_rows`` at a time,
     read from the database as they are asked for (a server-side cursor on PostgreSQL), so a long trajectory
     is never whole in memory. One row per (dynamics, recorded step), steps ascending: (dynamics, step,
-    *METRIC_COLUMNS), then the spectrum's bytes (or None) with ``spectrum``."""
+    *METRIC_COLUMNS), then the spectrum's bytes (or None) with ``spectrum``. ``after_step``: only the rows
+    at later steps (what a live reader has not seen yet)."""
     cols: list[Any] = [TrajectoryPoint.dynamics, TrajectoryPoint.step]
     cols += [getattr(TrajectoryPoint, c) for c in METRIC_COLUMNS]
     if spectrum:
@@ -105,11 +138,27 @@ def trajectory_chunks(
     for name in names:
         stmt = (
             select(*cols)
-            .where(TrajectoryPoint.run_id == run_id, TrajectoryPoint.dynamics == name, TrajectoryPoint.recorded)
+            .where(TrajectoryPoint.run_id == run_id, TrajectoryPoint.dynamics == name, TrajectoryPoint.recorded,
+                   TrajectoryPoint.step > after_step)
             .order_by(TrajectoryPoint.step)
             .execution_options(yield_per=chunk_rows)
         )
         yield from session.execute(stmt).partitions()
+
+
+def live_rows(session: Session, run: Run, after_step: int = -1) -> list[Any]:
+    """The recorded rows of the run after ``after_step``, every dynamics read in one statement (one snapshot:
+    a worker's write of all its dynamics is seen whole or not at all): (dynamics, step, *METRIC_COLUMNS,
+    spectrum bytes or None), in the run's dynamics order, steps ascending. Within one attempt a later write
+    only adds later steps, so the largest step read is where a live reader goes on from."""
+    cols: list[Any] = [TrajectoryPoint.dynamics, TrajectoryPoint.step]
+    cols += [getattr(TrajectoryPoint, c) for c in METRIC_COLUMNS]
+    stmt = select(*cols, TrajectoryPoint.spectrum).where(
+        TrajectoryPoint.run_id == run.id, TrajectoryPoint.recorded, TrajectoryPoint.step > after_step
+    )
+    order = {name: i for i, name in enumerate(run.dynamics_list)}
+    rows: list[Any] = list(session.execute(stmt).all())
+    return sorted(rows, key=lambda r: (order.get(r[0], len(order)), r[1]))
 
 
 def spectrum_width(session: Session, run: Run) -> int:

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Update, case, func, select, update
+from sqlalchemy import CursorResult, Update, case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from dynamics import SimulationRequest, regime
 from models.base import RunStatus, utcnow
-from models.tables import REUSABLE, Run
+from models.tables import REUSABLE, Run, TrajectoryPoint
 
 ACTIVE = (RunStatus.queued, RunStatus.running)
 
@@ -77,7 +77,8 @@ def locked_run(session: Session, run_id: uuid.UUID) -> Run | None:
 def claim_run(session: Session, run_id: uuid.UUID, *, fresh_s: float | None = None) -> Run | None:
     """Mark a queued run running (or take over a running one whose worker was lost); None if it must not run.
     With ``fresh_s``, a running run whose heartbeat is younger than that is left to its live worker (a copy
-    of its task delivered again, e.g. by Redis after the visibility timeout, does not run it twice)."""
+    of its task delivered again, e.g. by Redis after the visibility timeout, does not run it twice). The rows
+    an earlier attempt stored as it went are deleted with the claim: the new attempt writes them again."""
     run = locked_run(session, run_id)
     if run is None or run.status not in ACTIVE:
         return None
@@ -92,6 +93,7 @@ def claim_run(session: Session, run_id: uuid.UUID, *, fresh_s: float | None = No
     run.attempts += 1
     run.progress_step = 0
     run.error = None
+    session.execute(delete(TrajectoryPoint).where(TrajectoryPoint.run_id == run_id))
     return run
 
 

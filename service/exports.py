@@ -33,11 +33,13 @@ _ACCEPTED: dict[str, ExportFormat] = {
 }
 
 
-def export_responses(description: str) -> dict[int | str, dict[str, Any]]:
-    """The OpenAPI responses every export endpoint shares: 200 in its three media types, and 406."""
+def export_responses(description: str, headers: dict[str, Any] | None = None) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI responses every export endpoint shares: 200 in its three media types (with ``headers``,
+    if any), and 406."""
     return {
         200: {"description": description,
-              "content": {"application/json": {}, "text/csv": {}, PARQUET_MEDIA_TYPE: {}}},
+              "content": {"application/json": {}, "text/csv": {}, PARQUET_MEDIA_TYPE: {}},
+              **({"headers": headers} if headers else {})},
         406: {"description": "the Accept header names no format this endpoint produces"},
     }  # fmt: skip
 

@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import Settings, get_sessionmaker, get_settings, session_scope
 from core.db import in_transaction, is_disconnect
 from core.jobs import SIMULATE_BATCH_TASK, SIMULATE_RUN_TASK
-from dynamics import SimulationRequest, SimulationResult, simulate, simulate_batch
+from dynamics import SimulationRequest, SimulationResult, Trajectory, simulate, simulate_batch
 from models.base import utcnow
 from models.executions import SKIPPED, TaskOutcome, record_task_execution, task_outcome
-from models.results import store_result
+from models.results import store_live_rows, store_result
 from models.runs import (
     claim_run,
     claim_runs,
@@ -45,14 +45,30 @@ class RunCancelled(Exception):
 
 class ProgressWriter:
     """The progress callback: writes at most every ``interval_s`` (dynamics calls it a bounded number of
-    times already) and stops the run when it finds it no longer running."""
+    times already) and stops the run when it finds it no longer running. With ``attempt`` (the run's attempt
+    its claim made), also the rows callback (``rows``): the rows recorded meanwhile are kept and stored with
+    the progress, in its transaction (live rows: readable while the run runs, at a bounded cost)."""
 
-    def __init__(self, settings: Settings, run_id: uuid.UUID) -> None:
+    def __init__(self, settings: Settings, run_id: uuid.UUID, attempt: int | None = None) -> None:
         self.factory = get_sessionmaker(settings.db_url, settings.sqlite_busy_timeout_ms)
         self.run_id = run_id
+        self.run_ids = [run_id]
+        self.attempts = {run_id: attempt}
         self.interval_s = settings.progress_interval_s
         self.last = time.monotonic()
         self.writes = 0
+        self.pending: dict[uuid.UUID, list[tuple[str, Trajectory]]] = {}
+
+    def rows(self, index: int, name: str, piece: Trajectory) -> None:
+        """dynamics' rows callback: keep the piece until the next progress write."""
+        self.pending.setdefault(self.run_ids[index], []).append((name, piece))
+
+    def store_rows(self, session: Session, run_ids: Sequence[uuid.UUID]) -> None:
+        """Store the pending rows of these runs in the session's transaction (cleared once it committed)."""
+        for run_id in run_ids:
+            attempt = self.attempts.get(run_id)
+            if attempt is not None and self.pending.get(run_id):
+                store_live_rows(session, run_id, attempt, self.pending[run_id])
 
     def __call__(self, step: int, total: int) -> None:
         now = time.monotonic()
@@ -64,8 +80,17 @@ class ProgressWriter:
             raise RunCancelled(str(self.run_id))
 
     def write(self, step: int, total: int) -> bool:
-        """Write the progress; False when the run is no longer running."""
-        return in_transaction(self.factory, lambda session: record_progress(session, self.run_id, step, total))
+        """Write the progress and the pending rows; False when the run is no longer running."""
+
+        def write(session: Session) -> bool:
+            running = record_progress(session, self.run_id, step, total)
+            if running:
+                self.store_rows(session, [self.run_id])
+            return running
+
+        running = in_transaction(self.factory, write)
+        self.pending.clear()
+        return running
 
 
 class BatchProgressWriter(ProgressWriter):
@@ -73,14 +98,21 @@ class BatchProgressWriter(ProgressWriter):
     own steps); from that count, the step the batch reached, written to each of its runs still running. The
     batch stops when none is (all cancelled); a run cancelled alone is skipped when the results are written."""
 
-    def __init__(self, settings: Settings, run_ids: Sequence[uuid.UUID], steps: Sequence[int]) -> None:
+    def __init__(self, settings: Settings, run_ids: Sequence[uuid.UUID], steps: Sequence[int],
+                 attempts: Sequence[int] | None = None) -> None:
         super().__init__(settings, run_ids[0])
         self.run_ids = list(run_ids)
         self.steps = list(steps)
+        given: list[int | None] = list(attempts) if attempts is not None else [None] * len(self.run_ids)
+        self.attempts = dict(zip(self.run_ids, given, strict=True))
 
     def write(self, step: int, total: int) -> bool:
         with session_scope(self.factory) as session:
-            return record_batch_progress(session, self.run_ids, batch_step(step, self.steps)) > 0
+            running = record_batch_progress(session, self.run_ids, batch_step(step, self.steps)) > 0
+            if running:
+                self.store_rows(session, self.run_ids)
+        self.pending.clear()
+        return running
 
 
 class CancelWatch:
@@ -144,18 +176,21 @@ def execute_run(run_id: uuid.UUID, settings: Settings | None = None) -> str:
     settings = settings or get_settings()
     factory = get_sessionmaker(settings.db_url, settings.sqlite_busy_timeout_ms)
 
-    def claim(session: Session) -> dict[str, Any] | None:
+    def claim(session: Session) -> tuple[dict[str, Any], int] | None:
         run = claim_run(session, run_id, fresh_s=settings.stale_after_s)  # not a live run twice
-        return None if run is None else dict(run.request)
+        return None if run is None else (dict(run.request), run.attempts)
 
-    stored_request = in_transaction(factory, claim)  # retried on a dropped connection, like every write
-    if stored_request is None:
+    claimed = in_transaction(factory, claim)  # retried on a dropped connection, like every write
+    if claimed is None:
         log.info("run %s is not queued or running: skipped", run_id)
         return SKIPPED
+    stored_request, attempt = claimed
     try:
         request = load_request(stored_request, settings)
+        progress = ProgressWriter(settings, run_id, attempt)
         with CancelWatch(settings, [run_id]) as watch:
-            result = simulate(request, progress=ProgressWriter(settings, run_id), checkpoint=watch)
+            result = simulate(request, progress=progress, checkpoint=watch,
+                              rows=progress.rows if settings.live_rows else None)
     except RunCancelled:
         log.info("run %s was cancelled while running", run_id)
         return "cancelled"
@@ -188,13 +223,14 @@ def execute_batch(run_ids: Sequence[uuid.UUID], settings: Settings | None = None
     factory = get_sessionmaker(settings.db_url, settings.sqlite_busy_timeout_ms)
     outcome = {str(run_id): SKIPPED for run_id in run_ids}
 
-    def claim(session: Session) -> list[tuple[uuid.UUID, dict[str, Any]]]:
+    def claim(session: Session) -> list[tuple[uuid.UUID, dict[str, Any], int]]:
         runs = claim_runs(session, run_ids, fresh_s=settings.stale_after_s)  # not a live run twice
-        return [(run.id, dict(run.request)) for run in runs]
+        return [(run.id, dict(run.request), run.attempts) for run in runs]
 
     claimed = in_transaction(factory, claim)  # retried on a dropped connection, like every write
     requests: dict[uuid.UUID, SimulationRequest] = {}
-    for run_id, stored in claimed:
+    attempts = {run_id: attempt for run_id, _, attempt in claimed}
+    for run_id, stored, _ in claimed:
         try:
             requests[run_id] = load_request(stored, settings)
         except Exception as exc:
@@ -205,10 +241,11 @@ def execute_batch(run_ids: Sequence[uuid.UUID], settings: Settings | None = None
     if not requests:
         return outcome
     ids = list(requests)
-    progress = BatchProgressWriter(settings, ids, [r.steps for r in requests.values()])
+    progress = BatchProgressWriter(settings, ids, [r.steps for r in requests.values()], [attempts[i] for i in ids])
     try:
         with CancelWatch(settings, ids) as watch:
-            results = simulate_batch(list(requests.values()), progress=progress, checkpoint=watch)
+            results = simulate_batch(list(requests.values()), progress=progress, checkpoint=watch,
+                                     rows=progress.rows if settings.live_rows else None)
     except RunCancelled:
         log.info("batch of %d runs was cancelled while running", len(ids))
         outcome.update({str(run_id): "cancelled" for run_id in ids})

@@ -36,7 +36,7 @@ from lindyn.client.errors import (
     ValidationFailed,
 )
 from lindyn.client.resources import FIGURE_FORMATS, MAX_POLL_S, TERMINAL, TRAJECTORY_FORMATS, Run, Sweep
-from lindyn.client.transport import Transport
+from lindyn.client.transport import Event, Transport
 
 __all__ = [
     "FIGURE_FORMATS",
@@ -46,6 +46,7 @@ __all__ = [
     "TRAJECTORY_FORMATS",
     "Client",
     "Conflict",
+    "Event",
     "LindynError",
     "NotFound",
     "Run",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
     from lindyn.client import Client
+    from lindyn.client.transport import Event
 
 TERMINAL = frozenset({"succeeded", "failed", "diverged", "cancelled"})
 #: the longest wait between two polls of Run.wait / Sweep.wait: a run or sweep that finished is seen at most
@@ -79,6 +80,18 @@ class _Resource:
     def _counts(self) -> tuple[int, int]:
         """(done, total) for the progress bar, from the last answer."""
         raise NotImplementedError
+
+    def watch(self) -> Iterator[Event]:
+        """Follow it live: the service's server-sent events (GET /v1/<runs|sweeps>/{id}/events) as
+        ``Event(event, data, id)`` until it ends (the ``end`` event comes last). A ``status`` event carries
+        what GET /v1/<runs|sweeps>/{id} answers, and updates this object; a run also sends ``rows`` (the new
+        trajectory rows, columnar) and ``reset`` (claimed again: drop the rows seen). A dropped connection is
+        opened again where it stopped (Last-Event-ID), through the client's one retry path."""
+        for event in self.client.transport.events(f"/v1/{self._collection}/{self.id}/events"):
+            if event.event == "status":
+                self._data = dict(event.data)
+                self._full = True
+            yield event
 
     def _poll(
         self,

@@ -4,9 +4,11 @@ with jitter, or the answer's Retry-After) in between; any other error status bec
 
 from __future__ import annotations
 
+import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +17,39 @@ import httpx
 from lindyn.client.errors import RETRY_STATUSES, LindynError, ServiceUnavailable, error_for
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One server-sent event: its type (``status``, ``rows``, ``reset``, ``end``), its data (JSON, decoded) and
+    its id (what a reconnection sends as Last-Event-ID)."""
+
+    event: str
+    data: Any
+    id: str | None = None
+
+
+def parse_events(lines: Iterable[str]) -> Iterator[Event]:
+    """The events of a text/event-stream, line by line (comment lines and ``retry:`` skipped; ``data:`` lines
+    of one event joined with newlines, then decoded as JSON)."""
+    kind, event_id = "message", None
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield Event(kind, json.loads("\n".join(data)), event_id)
+            kind, event_id, data = "message", None, []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            kind = value
+        elif field == "data":
+            data.append(value)
+        elif field == "id":
+            event_id = value
 
 
 class _Retry(Exception):
@@ -80,6 +115,45 @@ class Transport:
             return self._retrying(attempt)
         finally:
             tmp.unlink(missing_ok=True)
+
+    def events(self, path: str, *, end: str = "end") -> Iterator[Event]:
+        """The server-sent events of ``path`` until an event of type ``end`` (yielded last). A connection
+        that drops (or ends early) is opened again with ``Last-Event-ID``, so nothing is sent twice or missed;
+        each (re)connection goes through the retry path, and more than ``retries`` drops in a row without an
+        event in between raise ServiceUnavailable."""
+        last_id: str | None = None
+        drops = 0
+        while True:
+            headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last_id} if last_id else {})}
+
+            def connect() -> tuple[Any, httpx.Response]:
+                stream = self._http.stream("GET", path, headers=headers)
+                response = stream.__enter__()
+                if response.status_code >= 400:
+                    response.read()
+                    stream.__exit__(None, None, None)
+                    _checked(response)
+                return stream, response
+
+            stream, response = self._retrying(connect)
+            try:
+                for event in parse_events(response.iter_lines()):
+                    drops = 0
+                    if event.id is not None:
+                        last_id = event.id
+                    yield event
+                    if event.event == end:
+                        return
+            except httpx.TransportError as exc:
+                error: Exception = exc
+            else:
+                error = ServiceUnavailable(f"the event stream of {path} ended before its end event")
+            finally:
+                stream.__exit__(None, None, None)
+            if drops >= self.retries:
+                raise ServiceUnavailable(f"the event stream of {path} keeps dropping: {error}", detail=str(error))
+            self._sleep_before_retry(drops, None)
+            drops += 1
 
     def _retrying(self, attempt: Callable[[], T], *, retry_unsent_only: bool = False) -> T:
         """``attempt()`` until it returns, retried on connection errors and 502/503/504 (see the module)."""

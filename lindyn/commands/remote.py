@@ -1,5 +1,5 @@
 """Commands that talk to a running lindyn service (through lindyn.client): ``submit``, ``status``, ``wait``,
-``runs``, ``fetch``, ``figure``, ``cancel``, ``sweep``, ``sweeps``, ``table``, ``phase-diagram``.
+``watch``, ``runs``, ``fetch``, ``figure``, ``cancel``, ``sweep``, ``sweeps``, ``table``, ``phase-diagram``.
 
 Each takes ``--server`` (LINDYN_SERVER, default http://127.0.0.1:8000) and ``--api-key`` (LINDYN_API_KEY):
 ``@with_service_options`` (service_options.py).
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from dynamics.result import DEFAULT_METRIC, FIGURE2_METRICS, SUMMARY_COLUMNS
+from dynamics.result import DEFAULT_METRIC, FIGURE2_METRICS, SUMMARY_COLUMNS, TRAJECTORY_METRICS
 from lindyn.commands.request_options import with_request_options
 from lindyn.commands.service_options import Service, with_service_options
 from lindyn.commands.tables import print_table
 
 if TYPE_CHECKING:
-    from lindyn.client import Run
+    from lindyn.client import Client, Event, Run, Sweep
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 TagOpt = Annotated[
@@ -192,6 +192,87 @@ def wait(
         run = client.run(run_id)
         run.wait(progress=progress, timeout=timeout)
         _finished_or_exit(run, json_output)
+
+
+@with_service_options
+def watch(
+    run_id: Annotated[str, typer.Argument(help="the run's (or the sweep's) id", show_default=False)],
+    sweep: Annotated[bool, typer.Option("--sweep", help="the id is a sweep's")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="print each event as a line of JSON instead")] = False,
+    *,
+    service: Service,
+) -> None:
+    """Follow a run live until it ends: its status, progress and the latest metrics of each dynamics
+    (server-sent events; a dropped connection resumes where it stopped). A sweep (its id, or --sweep): its
+    runs per status.
+
+    Exit 1 if the run failed or was cancelled (a sweep: if it was cancelled)."""
+    with _api_errors(), service.client() as client:
+        target = _watched(client, run_id, sweep)
+        if json_output:
+            for event in target.watch():
+                typer.echo(json.dumps({"event": event.event, "id": event.id, "data": event.data}))
+        else:
+            _watch_live(target)
+        final = target.status
+        if final in ("failed", "cancelled"):
+            detail = f": {target.data.get('error')}" if target.data.get("error") else ""
+            raise _fail(f"{type(target).__name__.lower()} {target.id} {final}{detail}")
+
+
+def _watched(client: Client, some_id: str, sweep: bool) -> Run | Sweep:
+    """The run with this id, else (or with --sweep) the sweep."""
+    from lindyn.client import NotFound
+
+    if not sweep:
+        try:
+            return client.run(some_id)
+        except NotFound:
+            pass
+    return client.get_sweep(some_id)
+
+
+def _watch_live(target: Run | Sweep) -> None:
+    """A rich view redrawn at each event: the status line and the latest metrics (or a sweep's counts)."""
+    from rich.console import Console
+    from rich.live import Live
+
+    latest: dict[str, dict[str, Any]] = {}  # dynamics -> its newest row
+    with Live(_watch_view(target, latest), console=Console(), auto_refresh=False, transient=False) as live:
+        for event in target.watch():
+            _apply(event, latest)
+            live.update(_watch_view(target, latest), refresh=True)
+
+
+def _apply(event: Event, latest: dict[str, dict[str, Any]]) -> None:
+    """Keep each dynamics' newest row from ``rows`` events; forget them on ``reset``."""
+    if event.event == "reset":
+        latest.clear()
+    elif event.event == "rows":
+        columns = event.data
+        for i, name in enumerate(columns["dynamics"]):
+            latest[name] = {c: columns[c][i] for c in ("step", *(q.name for q in TRAJECTORY_METRICS))}
+
+
+def _watch_view(target: Run | Sweep, latest: dict[str, dict[str, Any]]) -> Any:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    data = target.as_dict()
+    progress = data.get("progress") or {}
+    if "finished" in progress:  # a sweep
+        head = Text(f"sweep {target.id}  {data.get('status')}  {progress.get('finished', 0)}/"
+                    f"{progress.get('total', 0)} runs finished")
+        counts = Table("status", "runs")
+        for status_name, n in (data.get("counts") or {}).items():
+            counts.add_row(status_name, str(n))
+        return Group(head, counts)
+    head = Text(f"run {target.id}  {data.get('status')}  step {progress.get('step', 0)}/{progress.get('total', 0)}")
+    table = Table("dynamics", "step", *(q.title for q in TRAJECTORY_METRICS))
+    for name, row in latest.items():
+        table.add_row(name, str(row["step"]), *(_fmt(row[q.name]) for q in TRAJECTORY_METRICS))
+    return Group(head, table)
 
 
 @with_service_options
@@ -441,5 +522,5 @@ def phase_diagram(
 
 def register(app: typer.Typer) -> None:
     app.command("phase-diagram")(phase_diagram)
-    for command in (submit, status, wait, runs, fetch, figure, cancel, sweep, sweeps, table):
+    for command in (submit, status, wait, watch, runs, fetch, figure, cancel, sweep, sweeps, table):
         app.command(command.__name__)(command)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
@@ -16,6 +16,7 @@ from models import queries
 from models.runs import cancel_run, fail_run, find_reusable_run, new_run
 from service import errors
 from service.deps import QueueDep, SessionDep, SessionmakerDep, SettingsDep, get_or_404
+from service.events import EVENTS_RESPONSE, run_events
 from service.exports import ExportFormat, export_format, export_response, export_responses
 from service.figures import run_figure_of
 from service.plots import MEDIA_TYPES, ImageFormat
@@ -48,6 +49,16 @@ _REQUEST_BODY: dict[str, Any] = {
     }
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no run with this id"}}
+#: a queued or running run's trajectory is the rows stored so far; these headers say so
+PARTIAL_HEADERS: dict[str, Any] = {
+    "X-Lindyn-Partial": {"description": "true while the run is queued or running: the rows stored so far "
+                         "(the worker stores them at its progress writes); false once it finished",
+                         "schema": {"type": "boolean"}},
+    "X-Lindyn-Status": {"description": "the run's status when the rows were read", "schema": {"type": "string"}},
+    "X-Lindyn-Progress": {"description": 'the run\'s progress as JSON, {"step": ..., "total": ...}',
+                          "schema": {"type": "string"}},
+}
+_HAS_ROWS = (RunStatus.queued, RunStatus.running, RunStatus.succeeded, RunStatus.diverged)
 
 
 async def submission(request: Request, settings: SettingsDep) -> RunSubmission:
@@ -167,9 +178,11 @@ async def read_run(run: RunDep) -> RunRead:
     responses={
         **_NOT_FOUND,
         **export_responses(
-            "columns dynamics, step and the metrics: JSON (one list per column), CSV or Parquet"
+            "columns dynamics, step and the metrics: JSON (one list per column), CSV or Parquet; while the run "
+            "is queued or running, the rows stored so far (X-Lindyn-Partial: true)",
+            headers=PARTIAL_HEADERS,
         ),
-        409: {"description": "the run has no trajectory (not finished, failed or cancelled)"},
+        409: {"description": "the run has no trajectory (failed or cancelled)"},
         422: {"description": "a dynamics the run did not run, or an unknown format"},
     },
 )
@@ -186,15 +199,44 @@ def read_trajectory(
     ] = False,
 ) -> Response:
     """One row per (dynamics, recorded step): the columns of ``lindyn simulate --out``. The format:
-    ``?format=``, else the Accept header. Streamed: read from the database a batch at a time as it is sent."""
-    if run.status not in (RunStatus.succeeded, RunStatus.diverged):
+    ``?format=``, else the Accept header. Streamed: read from the database a batch at a time as it is sent.
+
+    While the run is queued or running: the rows stored so far, with `X-Lindyn-Partial: true` and the run's
+    status and progress in headers (`X-Lindyn-Status`, `X-Lindyn-Progress`); a valid file in every format."""
+    if run.status not in _HAS_ROWS:
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run.id} is {run.status}: it has no trajectory")
     missing = [name for name in dynamics or [] if name not in run.dynamics_list]
     if missing:
         ran = ", ".join(run.dynamics_list)
         raise errors.invalid("query", "dynamics", f"run {run.id} did not run {', '.join(missing)} (it ran {ran})")
     export = trajectory_export(factory, session, run, dynamics, spectrum=spectrum, fmt=fmt)
-    return export_response(export, fmt)
+    response = export_response(export, fmt)
+    response.headers["X-Lindyn-Partial"] = "false" if run.status in (RunStatus.succeeded, RunStatus.diverged) else "true"
+    response.headers["X-Lindyn-Status"] = str(run.status)
+    response.headers["X-Lindyn-Progress"] = json.dumps({"step": run.progress_step, "total": run.progress_total})
+    return response
+
+
+@router.get(
+    "/{run_id}/events",
+    response_class=Response,
+    responses={**_NOT_FOUND, 200: {"description": "server-sent events until the run ends: status, rows, reset, "
+                                   "end (service/events.py); resume with Last-Event-ID", **EVENTS_RESPONSE}},
+)
+def read_events(
+    run_id: str,
+    factory: SessionmakerDep,
+    settings: SettingsDep,
+    last_event_id: Annotated[str | None, Header(description="resume after this event id")] = None,
+) -> Response:
+    """Follow a run as server-sent events (text/event-stream) until it ends: `status` (the run as GET
+    /v1/runs/{id} answers it) when its status or progress changes, `rows` (the trajectory rows stored since,
+    as the columnar JSON of /trajectory?spectrum=true), `reset` (the run was claimed again: its rows were
+    replaced), `end` (its final status). Comment lines keep the connection alive. Reconnect with
+    `Last-Event-ID` to get only what followed that event."""
+    with factory() as session:  # a session of its own, closed now: the stream holds none between its reads
+        found = get_or_404(session, Run, run_id, "run").id
+    return run_events(factory, found, last_event_id, settings.events_poll_interval_s, settings.events_heartbeat_s)
 
 
 @router.get(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
 
 from core.jobs import chunks
 from dynamics.request import DynamicsName
@@ -15,6 +15,7 @@ from models.runs import fail_runs
 from models.sweeps import cancel_sweep, create_sweep, sweep_runs, sweep_states, sweep_table_runs
 from service import errors
 from service.deps import QueueDep, SessionDep, SessionmakerDep, SettingsDep, get_or_404
+from service.events import EVENTS_RESPONSE, sweep_events
 from service.exports import Export, ExportFormat, export_format, export_response, export_responses
 from service.figures import FigureError, sweep_phase_diagram
 from service.grid import Grid, GridError, expand, grid_order, table
@@ -108,6 +109,27 @@ def list_sweeps(session: SessionDep, filters: Annotated[SweepFilters, Query()]) 
 def read_sweep(sweep: SweepDep, session: SessionDep) -> SweepRead:
     """Status, total, runs per status, progress and timings of a sweep."""
     return SweepRead.of(sweep, sweep_states(session, [sweep.id])[sweep.id])
+
+
+@router.get(
+    "/{sweep_id}/events",
+    response_class=Response,
+    responses={**_NOT_FOUND, 200: {"description": "server-sent events until every run of the sweep finished: "
+                                   "status (its counts), end (service/events.py)", **EVENTS_RESPONSE}},
+)
+def read_events(
+    sweep_id: str,
+    factory: SessionmakerDep,
+    settings: SettingsDep,
+    last_event_id: Annotated[str | None, Header(description="resume after this event id (each status event is "
+                                                 "whole: the stream starts with the current one)")] = None,
+) -> Response:
+    """Follow a sweep as server-sent events (text/event-stream): `status` (the sweep as GET /v1/sweeps/{id}
+    answers it: status, counts per run status, progress) when its counts change, then `end` once every run
+    finished or it was cancelled. Comment lines keep the connection alive."""
+    with factory() as session:  # a session of its own, closed now: the stream holds none between its reads
+        found = get_or_404(session, Sweep, sweep_id, "sweep").id
+    return sweep_events(factory, found, settings.events_poll_interval_s, settings.events_heartbeat_s)
 
 
 @router.post(

@@ -287,3 +287,31 @@ def test_sub_batch_size_rule() -> None:
     assert sub_batch_size(cpu, 4000, 8, 36) == 1
     gpu = Backend(np, "cupy", "a GPU")  # only its name matters here
     assert sub_batch_size(gpu, 200, 8, 36) == 36
+
+
+def test_live_rows_are_the_trajectory_given_in_pieces() -> None:
+    """The ``rows`` callback's pieces of each (request, dynamics), concatenated, are a prefix of the result's
+    trajectory (metric rows and spectra), exactly (the same floats, copied), given in more than one piece, each
+    just before a progress call; a batch's pieces carry the index of their request."""
+    points = [req(steps=60, spectrum_every=5, seed=0), req(steps=40, spectrum_every=5, seed=1, stopping="paper")]
+    pieces: dict[tuple[int, str], list] = {}
+    events: list[str] = []
+
+    def rows(index: int, name: str, traj) -> None:  # type: ignore[no-untyped-def]
+        pieces.setdefault((index, name), []).append(traj)
+        events.append("rows")
+
+    results = simulate_batch(points, rows=rows, progress=lambda done, total: events.append("progress"))
+    assert events[0] == "rows" and events[-1] == "progress"
+    assert {k[0] for k in pieces} == {0, 1} and {k[1] for k in pieces} == set(ALL)
+    for (index, name), parts in pieces.items():
+        assert len(parts) > 1
+        full = results[index].trajectories[name]
+        step = np.concatenate([p.step for p in parts])
+        assert step.size > 0 and np.array_equal(step, full.step[: step.size])
+        assert np.all(np.diff(step) > 0)
+        for col, values in full.metrics.items():
+            np.testing.assert_array_equal(np.concatenate([p.metrics[col] for p in parts]), values[: step.size])
+        spec_steps = np.concatenate([p.spectrum_steps for p in parts])
+        assert np.array_equal(spec_steps, full.spectrum_steps[: spec_steps.size])
+        np.testing.assert_array_equal(np.concatenate([p.spectrum for p in parts]), full.spectrum[: spec_steps.size])

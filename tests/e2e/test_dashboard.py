@@ -103,7 +103,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """An API and a worker on the embedded default (SQLite file + filesystem broker), for the module."""
     folder = tmp_path_factory.mktemp("dashboard")
     procs = Processes(folder)
-    env = migrated(clean_env(LINDYN_DATA_DIR=str(folder / "data"), LINDYN_PROGRESS_INTERVAL_S="0.1"))
+    env = migrated(clean_env(LINDYN_DATA_DIR=str(folder / "data"), LINDYN_PROGRESS_INTERVAL_S="0.1",
+                             LINDYN_EVENTS_POLL_INTERVAL_S="0.2"))
     try:
         start_worker(procs, "worker", env)
         yield start_api(procs, env)
@@ -167,6 +168,28 @@ def test_submit_a_run_see_progress_and_figure_1(page: Page, server: Api) -> None
     row = p.text_content(f"tr[data-id='{run_id}']")
     summary = server.http.get(f"/v1/runs/{run_id}").json()["summaries"]["gd"]
     assert "succeeded" in row and "by=browser" in row and str(summary["min_test_error_step"]) in row
+    page.check()
+
+
+def test_the_curves_grow_while_a_run_runs(page: Page, server: Api) -> None:
+    """The run page follows the run's event stream: while its status reads running, Figure 1's curves gain
+    points (and its progress moves); cancelled, the page says so and the stream ends."""
+    body = {"d": 30, "rank": 3, "gamma_sigma2": -1.5, "gamma_w": 2.0, "steps": 50_000, "record_every": 50,
+            "spectrum_every": 500, "dynamics": ["gd", "self_consistent"]}  # a minute or more: cancelled below
+    run_id = server.http.post("/v1/runs", json=body, params={"force": "true"}).json()["id"]
+    p = page.page
+    p.goto(f"/ui/runs/{run_id}")
+    points = "(() => { const d = document.getElementById('plot-errors').data; return d && d.length ? d[0].x.length : 0; })()"
+    running = "document.getElementById('status').textContent === 'running'"
+    p.wait_for_function(f"() => {points} > 0 && {running}")
+    first, step = p.evaluate(f"() => {points}"), p.evaluate("() => document.getElementById('progress').value")
+    p.wait_for_function(f"() => {points} > {first} && {running}")  # grown while it runs
+    assert p.evaluate("() => document.getElementById('progress').value") > step
+    assert traces(page, "plot-errors") == 4 and traces(page, "plot-spectrum") > 0
+    assert "the curves grow" in p.text_content("#message")
+    p.click("#cancel")
+    p.wait_for_function("() => document.getElementById('status').textContent === 'cancelled'")
+    assert server.http.get(f"/v1/runs/{run_id}").json()["status"] == "cancelled"
     page.check()
 
 
@@ -370,6 +393,10 @@ def test_with_keys_the_ui_asks_once_then_a_write_succeeds(browser: Any, keyed_se
         p.wait_for_function("() => document.getElementById('status').textContent === 'queued'")
         assert not p.is_visible("#key-dialog")
         assert sent[-1] == f"Bearer {KEY}" and not any(KEY in url for url in urls)  # never in a URL
+        # the queued run's page follows its event stream with the key in a header (EventSource could not)
+        wait_for(lambda: any("/events" in u for u in urls), 30, "the run page to open its event stream")
+        events = [h for h, u in zip(sent, [u for u in urls if "/v1/" in u]) if "/events" in u]
+        assert events and all(h == f"Bearer {KEY}" for h in events)
         page.check(answered=(401, 403))
     finally:
         page.close()

@@ -199,3 +199,61 @@ def test_wait_polls_at_most_max_poll_apart(kind: str, monkeypatch: pytest.Monkey
     assert len(sleeps) >= 30
     assert max(sleeps) == MAX_POLL_S <= 0.5
     assert sleeps[0] < MAX_POLL_S
+
+
+class _Dropping(httpx.SyncByteStream):
+    """An event stream that sends ``chunks`` and then drops the connection (a read error)."""
+
+    def __init__(self, chunks: list[bytes], drop: bool) -> None:
+        self.chunks, self.drop = chunks, drop
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        yield from self.chunks
+        if self.drop:
+            raise httpx.ReadError("connection reset")
+
+
+def test_watch_reconnects_with_last_event_id_and_updates_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream dropped mid-way is opened again with Last-Event-ID (the last id received), through the retry
+    path (a 503 on the way is retried); every event comes once, the status events update the run."""
+    monkeypatch.setattr("lindyn.client.transport.time.sleep", lambda s: None)
+    seen: list[str | None] = []
+    status = b'id: 5\nevent: status\ndata: {"id": "r1", "status": "running", "request": {}}\n\n'
+    rows = b'id: 7\nevent: rows\ndata: {"dynamics": ["gd"], "step": [0]}\n\n'
+    rest = (b": keepalive\n\nid: 9\nevent: rows\ndata: {\"dynamics\": [\"gd\"], \"step\": [10]}\n\n"
+            b'id: 9\nevent: status\ndata: {"id": "r1", "status": "succeeded", "request": {}}\n\n'
+            b'id: 9\nevent: end\ndata: {"status": "succeeded"}\n\n')
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("last-event-id"))
+        assert request.headers["accept"] == "text/event-stream"
+        if len(seen) == 1:  # the first connection drops after two events, the second part of one
+            return httpx.Response(200, stream=_Dropping([status, rows, b"id: 8\nevent: ro"], drop=True))
+        if len(seen) == 2:
+            return httpx.Response(503, json={"detail": "restarting"})
+        return httpx.Response(200, stream=_Dropping([rest], drop=False))
+
+    from lindyn.client import Run
+
+    r = Run(_client(handler), "r1")
+    events = list(r.watch())
+    assert seen == [None, "7", "7"]  # reopened after the last whole event, the 503 retried
+    assert [(e.event, e.id) for e in events] == [("status", "5"), ("rows", "7"), ("rows", "9"), ("status", "9"),
+                                                 ("end", "9")]
+    assert [e.data["step"] for e in events if e.event == "rows"] == [[0], [10]]
+    assert r.status == "succeeded"
+
+
+def test_watch_gives_up_when_the_stream_keeps_dropping(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("lindyn.client.transport.time.sleep", lambda s: None)
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(200, stream=_Dropping([b": keepalive\n\n"], drop=True))
+
+    from lindyn.client import Run, ServiceUnavailable
+
+    with pytest.raises(ServiceUnavailable, match="keeps dropping"):
+        list(Run(_client(handler, retries=2), "r1").watch())
+    assert len(calls) == 3  # the first connection and two more

@@ -118,8 +118,9 @@ def test_read_a_queued_run(client: TestClient) -> None:
     assert run["regime"] == {"regime": "active", "theory_applies": True, "underparametrised": False}
     assert run["summaries"] == {} and run["comparison"] is None and run["error"] is None
     assert datetime.fromisoformat(run["created_at"]).utcoffset() == timedelta(0)  # UTC, also on SQLite
-    r = client.get(f"/v1/runs/{rid}/trajectory")
-    assert r.status_code == 409 and "queued" in r.json()["detail"]
+    r = client.get(f"/v1/runs/{rid}/trajectory")  # no rows yet: an empty partial trajectory
+    assert r.status_code == 200 and r.headers["x-lindyn-partial"] == "true" and r.headers["x-lindyn-status"] == "queued"
+    assert r.json() == {c: [] for c in TRAJECTORY_COLUMNS}
 
 
 def test_list_pages_and_filters(client: TestClient) -> None:

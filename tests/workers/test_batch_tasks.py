@@ -112,3 +112,41 @@ def test_task_options() -> None:
     task = celery_app.tasks[SIMULATE_BATCH_TASK]
     assert task.name == simulate_batch_runs.name
     assert task.acks_late and task.reject_on_worker_lost and task.ignore_result
+
+
+def _row_counts(settings: Settings, ids: list) -> list[int]:  # type: ignore[type-arg]
+    from sqlalchemy import func, select
+
+    from models import TrajectoryPoint
+
+    with get_sessionmaker(settings.db_url)() as s:
+        return [int(s.scalar(select(func.count()).select_from(TrajectoryPoint)
+                             .where(TrajectoryPoint.run_id == i)) or 0) for i in ids]  # fmt: skip
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_live_rows_are_stored_with_the_progress_writes(settings: Settings, live: bool, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """With LINDYN_LIVE_ROWS (the default) each progress write of a batch stores the rows its runs recorded
+    meanwhile, so their stored rows grow while they run; without, none until the end. Either way the end
+    stores exactly the trajectory dynamics returns, nothing doubled."""
+    settings = settings.model_copy(update={"live_rows": live})
+    ids = queued_runs(settings, POINTS[:2])
+    seen: list[list[int]] = []
+    original = BatchProgressWriter.write
+
+    def write(self: BatchProgressWriter, step: int, total: int) -> bool:
+        running = original(self, step, total)
+        seen.append(_row_counts(settings, ids))
+        return running
+
+    monkeypatch.setattr(BatchProgressWriter, "write", write)
+    assert execute_batch(ids, settings) == {str(i): "succeeded" for i in ids}
+    firsts = [counts[0] for counts in seen]
+    if live:
+        assert 0 < firsts[0] < firsts[len(firsts) // 2] < firsts[-1]  # growing while it ran
+        assert firsts == sorted(firsts)
+    else:
+        assert set(firsts) == {0}
+    with get_sessionmaker(settings.db_url)() as s:
+        for run_id, point in zip(ids, POINTS[:2], strict=True):
+            assert trajectory_columns(s, get_run(s, run_id)) == simulate(point).trajectory_columns()

@@ -129,3 +129,53 @@ export async function postJSON(path, body) {
   const json = await r.json().catch(() => null);
   return { status: r.status, ok: r.ok, body: json };
 }
+
+/** Follow a server-sent event stream of the API (GET /v1/.../events) until its "end" event: each event goes to
+ * onEvent(type, data). Read with fetch() and a ReadableStream (not EventSource, which cannot send the
+ * Authorization header: the key never goes in a URL); a dropped stream is opened again with Last-Event-ID. */
+export async function followEvents(path, onEvent) {
+  let lastId = null;
+  for (let failures = 0; failures < 30;) {
+    const headers = { Accept: "text/event-stream" };
+    if (lastId !== null) headers["Last-Event-ID"] = lastId;
+    let ended = false;
+    try {
+      const r = await api(path, { headers });
+      if (!r.ok) throw new Error(`${path}: ${r.status} ${detailText(await r.json().catch(() => null))}`);
+      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value.replace(/\r\n?/g, "\n");
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          let type = "message", id = null;
+          const data = [];
+          for (const line of block.split("\n")) {
+            if (!line || line.startsWith(":")) continue;
+            const i = line.indexOf(":");
+            const field = i < 0 ? line : line.slice(0, i);
+            const text = i < 0 ? "" : line.slice(i + 1).replace(/^ /, "");
+            if (field === "event") type = text;
+            else if (field === "data") data.push(text);
+            else if (field === "id") id = text;
+          }
+          if (!data.length) continue;
+          if (id !== null) lastId = id;
+          failures = 0;
+          onEvent(type, JSON.parse(data.join("\n")));
+          if (type === "end") { ended = true; reader.cancel(); return; }
+        }
+      }
+    } catch (e) {
+      if (e instanceof Error && /: 4\d\d /.test(e.message)) throw e;  // not found, refused: no point again
+    }
+    if (ended) return;
+    failures += 1;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  throw new Error(`${path}: the event stream keeps dropping`);
+}

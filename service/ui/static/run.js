@@ -1,11 +1,14 @@
-// /ui/runs/{id}: parameters, regime, summaries and the paper's Figure 1 (Plotly), live while the run runs.
-import { catalogue, downloadLink, dynamicsDash, dynamicsLabel, el, fmt, FINISHED, getJSON, kvTable, message,
-  plot, postJSON, detailText, page } from "./lindyn.js";
+// /ui/runs/{id}: parameters, regime, summaries and the paper's Figure 1 (Plotly), live while the run runs
+// (its event stream: status, progress and the rows so far, the curves redrawn as they come).
+import { catalogue, downloadLink, dynamicsDash, dynamicsLabel, el, fmt, FINISHED, followEvents, getJSON, kvTable,
+  message, plot, postJSON, detailText, page } from "./lindyn.js";
 
 const id = page.run_id;
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"];
 const ERROR_COLOURS = { train_error: "#1f77b4", test_error: "#d62728" };
 let drawn = false;
+let live = null; // while the run runs: the trajectory's columns received so far from its event stream
+let following = false;
 
 function showRun(run) {
   document.getElementById("title").textContent = `Run ${run.name || run.id}`;
@@ -90,7 +93,12 @@ function spectrumFigure(t, run) {
 }
 
 async function drawFigure(run) {
-  const t = await getJSON(`/v1/runs/${id}/trajectory?spectrum=true`);
+  drawCurves(await getJSON(`/v1/runs/${id}/trajectory?spectrum=true`), run);
+  drawn = true;
+}
+
+/** Figure 1 from the columns t (the trajectory's columnar JSON with spectrum=true, whole or so far). */
+function drawCurves(t, run) {
   plot("plot-errors", errorsFigure(t), {
     title: { text: "train and test error" }, xaxis: { title: { text: "step" } },
     yaxis: { title: { text: "error" }, type: "log", exponentformat: "power" }, legend: { orientation: "h", y: -0.2 },
@@ -107,7 +115,40 @@ async function drawFigure(run) {
       text: `threshold σ² w = ${fmt(run.threshold)}`, showarrow: false }];
   }
   plot("plot-spectrum", spectrum, layout);
-  drawn = true;
+}
+
+/** Add a rows event's columns to those received so far (a column missing on either side is null there). */
+function appendRows(cols) {
+  live = live || {};
+  const before = live.step ? live.step.length : 0;
+  const n = cols.step.length;
+  for (const k of Object.keys(cols)) if (!(k in live)) live[k] = new Array(before).fill(null);
+  for (const k of Object.keys(live)) live[k].push(...(k in cols ? cols[k] : new Array(n).fill(null)));
+}
+
+function liveMessage(run) {
+  message(run.status === "queued" ? "Queued: waiting for a worker." : "Running: the curves grow as it runs.");
+}
+
+/** Follow the run's event stream: its status and progress, and Figure 1 growing with the rows so far; at the
+ * end, the page of the finished run. */
+async function follow(run) {
+  following = true;
+  liveMessage(run);
+  let current = run;
+  try {
+    await followEvents(`/v1/runs/${id}/events`, (type, data) => {
+      if (type === "status") { current = data; showRun(data); if (!FINISHED.includes(data.status)) liveMessage(data); }
+      else if (type === "reset") live = null; // claimed again: its rows were replaced
+      else if (type === "rows") { appendRows(data); drawCurves(live, current); }
+    });
+  } catch (e) {
+    message(String(e.message || e), true);
+    following = false;
+    return;
+  }
+  following = false;
+  refresh();
 }
 
 function downloads() {
@@ -128,8 +169,7 @@ async function refresh() {
     downloads();
     if (!drawn) await drawFigure(run).catch((e) => message(String(e.message || e), true));
   } else if (!FINISHED.includes(run.status)) {
-    message(run.status === "queued" ? "Queued: waiting for a worker." : "Running: the curves appear when it finishes.");
-    setTimeout(refresh, 1000);
+    if (!following) follow(run);
     return;
   }
   message("");
