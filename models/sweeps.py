@@ -28,11 +28,14 @@ def create_sweep(
     axes: dict[str, Any],
     requests: Sequence[SimulationRequest],
     tags: Mapping[str, str] | None = None,
+    replicates: Sequence[str] = (),
 ) -> tuple[Sweep, list[uuid.UUID]]:
     """Store a sweep (with its name and tags) and one queued run per grid point (bulk inserts, in the caller's
     transaction); the sweep and its run ids in the order of ``requests``. The runs get neither the name nor
-    the tags: they belong to the sweep, and its runs are found by their sweep_id."""
-    sweep = Sweep(id=uuid.uuid4(), name=name, base_request=base_request, axes=axes, total=len(requests))
+    the tags: they belong to the sweep, and its runs are found by their sweep_id. ``replicates``: the axes
+    that are replicates."""
+    sweep = Sweep(id=uuid.uuid4(), name=name, base_request=base_request, axes=axes, total=len(requests),
+                  replicates=list(replicates))
     sweep.tag_rows = [SweepTag(key=k, value=v) for k, v in sorted((tags or {}).items())]
     session.add(sweep)
     session.flush()

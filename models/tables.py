@@ -50,6 +50,8 @@ class Sweep(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     base_request: Mapped[dict[str, Any]] = mapped_column(JSON)
     axes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: the axes that are replicates (averaged over in its phase diagrams), in the axes' order
+    replicates: Mapped[list[str] | None] = mapped_column(JSON, default=list)
     total: Mapped[int] = mapped_column(Integer, default=0)
 
     runs: Mapped[list[Run]] = relationship(back_populates="sweep", passive_deletes=True)
