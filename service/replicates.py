@@ -129,31 +129,36 @@ def aggregated(columns: dict[str, list[Any]], types: dict[str, pa.DataType], axe
     out_types.update(dict.fromkeys(COUNTS, pa.int64()))
     for m in metrics:
         out_types.update({f"{m}.{s}": t for s, t in STATISTICS.items()})
-    out: dict[str, list[Any]] = {c: [] for c in out_types}
-    status = columns.get("status", [None] * rows)
-    for key, members in groups.items():
-        for a, v in zip(keys, key, strict=True):
-            out[a].append(v)
-        states = [status[i] for i in members]
-        out["runs"].append(len(members))
-        out["finished"].append(sum(s in _FINISHED for s in states))
-        out["diverged"].append(sum(s == "diverged" for s in states))
-        for m in metrics:
-            mean, sd, n = statistics([columns[m][i] for i in members])
-            out[f"{m}.mean"].append(mean)
-            out[f"{m}.sd"].append(sd)
-            out[f"{m}.n"].append(n)
+    group = np.empty(rows, dtype=np.int64)
+    for g, members in enumerate(groups.values()):
+        group[members] = g
+    size = len(groups)
+    out: dict[str, list[Any]] = {a: [key[j] for key in groups] for j, a in enumerate(keys)}
+    status = np.asarray(columns.get("status", [None] * rows), dtype=object)
+    out["runs"] = np.bincount(group, minlength=size).tolist()
+    out["finished"] = np.bincount(group, weights=np.isin(status, _FINISHED), minlength=size).astype(np.int64).tolist()
+    out["diverged"] = np.bincount(group, weights=status == "diverged", minlength=size).astype(np.int64).tolist()
+    for m in metrics:
+        mean, sd, n = grouped_statistics(columns[m], group, size)
+        out.update({f"{m}.mean": mean, f"{m}.sd": sd, f"{m}.n": n})
     return out, out_types
 
 
-def statistics(values: Sequence[Any]) -> tuple[float | None, float | None, int]:
-    """(mean, sample sd with ddof = 1, n) of the finite values among ``values`` (None and non-finite are
-    left out); mean is None for n = 0, sd for n < 2."""
-    x = np.asarray([float(v) for v in values if v is not None and math.isfinite(float(v))], dtype=np.float64)
-    n = int(x.size)
-    mean = float(x.mean()) if n else None
-    sd = float(x.std(ddof=1)) if n >= 2 else None
-    return mean, sd, n
+def grouped_statistics(values: Sequence[Any], group: np.ndarray, size: int) -> tuple[list[Any], list[Any], list[int]]:
+    """Per group (``group[i]`` is row i's, 0 <= g < size): the mean, sample sd (ddof = 1, two passes: the
+    squared deviations from the group's mean) and n of the finite values (None and non-finite left out);
+    None where n = 0 (mean) or n < 2 (sd)."""
+    x = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    finite = np.isfinite(x)
+    x = np.where(finite, x, 0.0)
+    n = np.bincount(group, weights=finite, minlength=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(group, weights=x, minlength=size) / n
+        deviation = np.where(finite, x - mean[group], 0.0)
+        sd = np.sqrt(np.bincount(group, weights=deviation * deviation, minlength=size) / (n - 1))
+    return ([float(v) if k > 0 else None for v, k in zip(mean, n, strict=True)],
+            [float(v) if k > 1 else None for v, k in zip(sd, n, strict=True)],
+            n.astype(np.int64).tolist())
 
 
 def table_view(columns: dict[str, list[Any]], types: dict[str, pa.DataType], axes: Sequence[str],
