@@ -66,7 +66,7 @@ def sweep_html(sweep: Sweep) -> str:
             parts.append(table.head(TABLE_ROWS).to_html(index=False, na_rep="", float_format=lambda x: f"{x:.4g}"))
             if len(table) > TABLE_ROWS:
                 parts.append(f"<p>... {len(table)} rows in all (<code>sweep.table()</code>)</p>")
-            if len(axes) == 2:
+            if 1 <= len([a for a in axes if a not in (data.get("replicates") or [])]) <= 2:  # drawable axes
                 parts.append(_image(_cached(sweep, ("phase", *key), lambda: _fetch(
                     sweep, f"/v1/sweeps/{sweep.id}/phase-diagram", {"format": "png"}))))
     except LindynError as exc:

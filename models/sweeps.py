@@ -30,12 +30,15 @@ def create_sweep(
     requests: Sequence[SimulationRequest],
     tags: Mapping[str, str] | None = None,
     refine: Mapping[str, Any] | None = None,
+    replicates: Sequence[str] = (),
 ) -> tuple[Sweep, list[uuid.UUID]]:
     """Store a sweep (with its name and tags) and one queued run per grid point (bulk inserts, in the caller's
     transaction); the sweep and its run ids in the order of ``requests``. The runs get neither the name nor
     the tags: they belong to the sweep, and its runs are found by their sweep_id. With ``refine`` ({metric,
-    rounds, budget}) the sweep starts refining (models/refinement.py adds the rounds)."""
-    sweep = Sweep(id=uuid.uuid4(), name=name, base_request=base_request, axes=axes, total=len(requests))
+    rounds, budget}) the sweep starts refining (models/refinement.py adds the rounds). ``replicates``: the axes
+    that are replicates."""
+    sweep = Sweep(id=uuid.uuid4(), name=name, base_request=base_request, axes=axes, total=len(requests),
+                  replicates=list(replicates))
     if refine is not None:
         sweep.refine, sweep.refine_round = dict(refine), 0
         sweep.refine_points, sweep.refine_state = [len(requests)], "refining"

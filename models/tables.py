@@ -50,6 +50,8 @@ class Sweep(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     base_request: Mapped[dict[str, Any]] = mapped_column(JSON)
     axes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: the axes that are replicates (averaged over in its phase diagrams), in the axes' order
+    replicates: Mapped[list[str] | None] = mapped_column(JSON, default=list)
     total: Mapped[int] = mapped_column(Integer, default=0)
     #: adaptive refinement (dynamics/refine.py), None without: {"metric", "rounds", "budget"} as submitted
     refine: Mapped[dict[str, Any] | None] = mapped_column(JSON)

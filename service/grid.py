@@ -24,6 +24,8 @@ from service.schemas.sweeps import AxisSpec, RefineSpec, SweepCreate
 #: every numeric request field may be an axis: its name and type (an axis on one form of a quantity,
 #: OTHER_FORM, removes the other from the base)
 AXIS_FIELDS: dict[str, type] = NUMERIC_FIELDS
+#: the axes that are replicates unless a sweep names its own (``replicates``): the seeds
+REPLICATE_FIELDS: tuple[str, ...] = ("task_seed", "seed")
 #: bad grid points reported in one 422
 MAX_REPORTED_POINTS = 10
 
@@ -46,6 +48,8 @@ class Grid:
     #: the base as every point uses it: without the keys an axis gives (stored as the sweep's base, so nothing
     #: stored went unvalidated)
     base: dict[str, Any] = field(default_factory=dict)
+    #: the axes that are replicates, in the axes' order
+    replicates: list[str] = field(default_factory=list)
 
 
 def axis_values(spec: AxisSpec) -> list[Any]:
@@ -60,6 +64,7 @@ def expand(body: SweepCreate, limits: Limits, max_points: int) -> Grid:
     """Every grid point as a validated request; GridError (nothing to store) when an axis is not a numeric
     request field, the grid is larger than ``max_points``, or any point is invalid (each named)."""
     _check_axes(body, max_points)
+    replicates = replicate_axes(body)
     names = list(body.axes)
     values = [axis_values(body.axes[a]) for a in names]
     base = {k: v for k, v in body.base.items() if k not in body.axes and OTHER_FORM.get(k) not in body.axes}
@@ -93,7 +98,8 @@ def expand(body: SweepCreate, limits: Limits, max_points: int) -> Grid:
             if v in seen:
                 raise GridError([field_error(["body", "axes", a], a, f"axis {a} has the value {v} twice")])
             seen.add(v)
-    grid = Grid(axes=dict(zip(names, canonical, strict=True)), requests=requests, base=base)
+    grid = Grid(axes=dict(zip(names, canonical, strict=True)), requests=requests, base=base,
+                replicates=replicates)
     if body.refine is not None:
         check_refine(body.refine, grid, max_points)
     return grid
@@ -127,6 +133,20 @@ def check_refine(spec: RefineSpec, grid: Grid, max_points: int) -> None:
                                   f"{len(grid.requests)} grid points is over the limit of {max_points} points"))
     if errors:
         raise GridError(errors)
+
+
+def replicate_axes(body: SweepCreate) -> list[str]:
+    """The sweep's replicate axes in the axes' order: those it names (each must be one of its axes), else its
+    axes over REPLICATE_FIELDS. GridError naming ``replicates`` otherwise."""
+    if body.replicates is None:
+        return [a for a in body.axes if a in REPLICATE_FIELDS]
+    errors = [field_error(["body", "replicates"], "replicates", f"{a!r} is not an axis of this sweep (its axes: "
+                          f"{', '.join(body.axes)})") for a in body.replicates if a not in body.axes]
+    if len(set(body.replicates)) != len(body.replicates):
+        errors.append(field_error(["body", "replicates"], "replicates", "an axis is named twice"))
+    if errors:
+        raise GridError(errors)
+    return [a for a in body.axes if a in body.replicates]
 
 
 def _check_axes(body: SweepCreate, max_points: int) -> None:

@@ -177,10 +177,12 @@ def _style_word(name: str) -> str:
 
 
 # ---- Figure 2 -------------------------------------------------------------------------------------------------
-def metric_column(table: pd.DataFrame, metric: str, dynamics: str = "gd") -> str:
+def metric_column(table: pd.DataFrame, metric: str, dynamics: str = "gd", statistic: str = "") -> str:
     """The table column of ``metric``: as given (``gd.<metric>``, ``log_max_distance``) or with the
-    dynamics prefix (``<metric>`` -> ``gd.<metric>``). KeyError naming the choices if neither."""
-    for column in (metric, f"{dynamics}.{metric}"):
+    dynamics prefix (``<metric>`` -> ``gd.<metric>``), with ``.<statistic>`` after it in an aggregated table
+    (``gd.<metric>.mean``). KeyError naming the choices if neither."""
+    tail = f".{statistic}" if statistic else ""
+    for column in (f"{metric}{tail}", f"{dynamics}.{metric}{tail}"):
         if column in table.columns and str(column).rsplit(".", 1)[-1] not in _NOT_METRICS:
             return column
     raise KeyError(f"no metric {metric!r} in the table (metrics: {', '.join(metric_columns(table))})")
@@ -245,34 +247,34 @@ def phase_diagram(
     rank: int | None = None,
     title: str | None = None,
     nearest: bool = False,
+    statistics: Sequence[str] = ("",),
 ) -> bytes:
     """Heat map of ``metric`` over the sweep's two axes (``x``, ``y``; by default gamma_sigma2 and gamma_w
     when the table has them), colour bar, axis labels; grid points without a finite value are masked and
     drawn in ``MISSING_COLOUR``. When the axes are gamma_sigma2 (x) and gamma_w (y), the theory's lines
     (method.md section 6) with a legend; the line w = k needs ``d`` and ``rank``. ``metric="figure2"``: the
     paper's four panels. ``nearest``: the points form a refined (non-uniform) mesh, each cell of the union of
-    the axes' values drawn in its nearest point's value (``grid_of``). ValueError for axes that are not in the
-    table, KeyError for an unknown metric."""
+    the axes' values drawn in its nearest point's value (``grid_of``). ``statistics``: of an aggregated table
+    (service/replicates.py), the statistic each panel of a metric shows, side by side: ("mean",) or
+    ("mean", "sd"); ("",) for a table of runs. ValueError for axes that are not in the table, KeyError for an
+    unknown metric."""
     _check_format(fmt)
     x, y = _axes_of(table, x, y)
     metrics = list(FIGURE2_METRICS) if metric == "figure2" else [metric]
     columns: list[str | None] = []
     for m in metrics:
-        try:
-            columns.append(metric_column(table, m, dynamics))
-        except KeyError:
-            if metric != "figure2":
-                raise
-            columns.append(None)  # a panel without data (e.g. log_max_distance when only GD ran)
+        for statistic in statistics:
+            try:
+                columns.append(metric_column(table, m, dynamics, statistic))
+            except KeyError:
+                if metric != "figure2":
+                    raise
+                columns.append(None)  # a panel without data (e.g. log_max_distance when only GD ran)
 
-    if len(metrics) == 1:
-        fig = Figure(figsize=(7.4, 6.6), layout="constrained")
-        panels: list[Axes] = [fig.subplots()]
-    else:
-        fig = Figure(figsize=(14, 12), layout="constrained")
-        panels = list(np.asarray(fig.subplots(2, 2)).ravel())
-    for ax, m, column in zip(panels, metrics, columns):
-        _heat_map(ax, fig, table, x, y, m, column, d=d, rank=rank, nearest=nearest)
+    fig, panels = _panels(len(metrics), len(statistics))
+    for i, column in enumerate(columns):
+        m, statistic = metrics[i // len(statistics)], statistics[i % len(statistics)]
+        _heat_map(panels[i], fig, table, x, y, m, column, d=d, rank=rank, statistic=statistic, nearest=nearest)
     legend: dict[str, Any] = {}
     for ax in panels:  # one legend for every panel, below them
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -283,6 +285,23 @@ def phase_diagram(
     if title:
         fig.suptitle(title)
     return render(fig, fmt)
+
+
+def _panels(metrics: int, statistics: int) -> tuple[Figure, list[Axes]]:
+    """A figure with a panel per (metric, statistic): one metric's statistics side by side, four metrics
+    (Figure 2) in a 2 x 2 grid of them (a row per metric when there are two statistics)."""
+    if metrics == 1:
+        fig = Figure(figsize=(7.4 * statistics, 6.6), layout="constrained")
+        return fig, list(np.atleast_1d(np.asarray(fig.subplots(1, statistics))).ravel())
+    if statistics == 1:
+        fig = Figure(figsize=(14, 12), layout="constrained")
+        return fig, list(np.asarray(fig.subplots(2, 2)).ravel())
+    fig = Figure(figsize=(7 * statistics, 5.6 * metrics), layout="constrained")
+    return fig, list(np.asarray(fig.subplots(metrics, statistics)).ravel())
+
+
+#: how a panel's title names the statistic it shows
+STATISTIC_WORDS: dict[str, str] = {"": "", "mean": "mean of ", "sd": "sd of "}
 
 
 def _axes_of(table: pd.DataFrame, x: str | None, y: str | None) -> tuple[str, str]:
@@ -297,9 +316,9 @@ def _axes_of(table: pd.DataFrame, x: str | None, y: str | None) -> tuple[str, st
 
 
 def _heat_map(ax: Axes, fig: Figure, table: pd.DataFrame, x: str, y: str, metric: str, column: str | None,
-              *, d: int | None, rank: int | None, nearest: bool = False) -> None:
+              *, d: int | None, rank: int | None, statistic: str = "", nearest: bool = False) -> None:
     base = metric.split(".", 1)[-1]
-    name = METRIC_TITLES.get(base, base)
+    name = STATISTIC_WORDS[statistic] + METRIC_TITLES.get(base, base)
     if column is not None and column != base:
         name = f"{name} [{column}]"
     ax.set_xlabel(AXIS_LABELS.get(x, x))
@@ -328,6 +347,63 @@ def _heat_map(ax: Axes, fig: Figure, table: pd.DataFrame, x: str, y: str, metric
     ax.set_ylim(ye[0], ye[-1])
     if (x, y) == ("gamma_sigma2", "gamma_w"):
         _theory_lines(ax, (xe[0], xe[-1]), (ye[0], ye[-1]), d=d, rank=rank)
+
+
+def line_plot(
+    table: pd.DataFrame,
+    metric: str,
+    fmt: ImageFormat = "png",
+    *,
+    x: str,
+    dynamics: str = "gd",
+    title: str | None = None,
+    aggregated: bool = False,
+) -> bytes:
+    """``metric`` (or ``figure2``: the paper's four panels) over one axis ``x``: a line through the points
+    (gid ``line-<column>``); of an aggregated table (service/replicates.py), the mean with error bars of one
+    sample sd (none where n < 2). Points without a finite value are gaps. KeyError for an unknown metric."""
+    _check_format(fmt)
+    if x not in table.columns:
+        raise ValueError(f"axis {x!r} is not a column of the table")
+    metrics = list(FIGURE2_METRICS) if metric == "figure2" else [metric]
+    statistic = "mean" if aggregated else ""
+    columns: list[str | None] = []
+    for m in metrics:
+        try:
+            columns.append(metric_column(table, m, dynamics, statistic))
+        except KeyError:
+            if metric != "figure2":
+                raise
+            columns.append(None)
+    fig, panels = _panels(len(metrics), 1)
+    xs = pd.to_numeric(table[x], errors="coerce").to_numpy(dtype=float) if len(table) else np.zeros(0)
+    order = np.argsort(xs, kind="stable")
+    for ax, m, column in zip(panels, metrics, columns):
+        base = m.split(".", 1)[-1]
+        name = STATISTIC_WORDS[statistic] + METRIC_TITLES.get(base, base)
+        ax.set_ylabel(name + (" (± sd)" if aggregated else ""))
+        if column is not None and column.removesuffix(".mean") != base:
+            name = f"{name} [{column}]"
+        ax.set_xlabel(AXIS_LABELS.get(x, x))
+        ax.set_title(name)
+        ax.grid(True, alpha=0.25)
+        if column is None:
+            ax.text(0.5, 0.5, f"no {base} in this table", transform=ax.transAxes, ha="center", va="center")
+            continue
+        ys = _finite(table[column], False)[order] if len(table) else np.zeros(0)
+        if aggregated:
+            sd = _finite(table[column.removesuffix(".mean") + ".sd"], False)[order] if len(table) else None
+            container = ax.errorbar(xs[order], ys, yerr=sd, marker="o", capsize=4, linewidth=1.6,
+                                    label="mean ± sd")
+            container.lines[0].set_gid(f"line-{column}")
+            for bar in container.lines[2]:
+                bar.set_gid(f"error-bars-{column}")
+        else:
+            (line,) = ax.plot(xs[order], ys, marker="o", linewidth=1.6)
+            line.set_gid(f"line-{column}")
+    if title:
+        fig.suptitle(title)
+    return render(fig, fmt)
 
 
 def theory_lines(d: int | None = None, rank: int | None = None) -> list[tuple[str, str, Any]]:

@@ -20,7 +20,7 @@ Sweep); this module is the Client and how it spells filters and axes. It needs h
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -182,13 +182,16 @@ class Client:
         tags: Mapping[str, str] | None = None,
         chunk_size: int | None = None,
         refine: Mapping[str, Any] | None = None,
+        replicates: Sequence[str] | None = None,
     ) -> Sweep:
         """Submit a grid of runs: ``base`` (a SimulationRequest or a dict of its fields) with one to three
         ``axes``, each a request field and its values: a list (``[0, 1, 2]``), ``(start, stop, n)`` (n evenly
         spaced values), ``"linspace:1.75:2.8:30"`` / ``"values:0,1,2"``, or the API's own
         ``{"values": [...]}`` / ``{"linspace": [start, stop, n]}``. ``name`` and ``tags`` label the sweep (not
         its runs) to find it by with ``sweeps()``. ``refine`` (``{"metric": "<dynamics>.<metric>", "rounds": 2,
-        "budget": 300}``) adds points where the metric changes most, round after round, after the grid."""
+        "budget": 300}``) adds points where the metric changes most, round after round, after the grid.
+        ``replicates``: the axes the phase diagrams average over (default: the seed and task_seed axes; ``[]``
+        for none)."""
         body_base = base.model_dump(exclude_none=True) if hasattr(base, "model_dump") else dict(base)
         body: dict[str, Any] = {"base": body_base, "axes": {k: axis_spec(v) for k, v in axes.items()}}
         if name is not None:
@@ -199,6 +202,8 @@ class Client:
             body["chunk_size"] = chunk_size
         if refine is not None:
             body["refine"] = dict(refine)
+        if replicates is not None:
+            body["replicates"] = list(replicates)
         created = self._json("POST", "/v1/sweeps", json=body, retry_unsent_only=True)
         return Sweep(self, created["id"], created)
 

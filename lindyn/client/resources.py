@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import sys
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -239,12 +239,20 @@ class Sweep(_Resource):
         (runs finished of the total) if ``progress``. TimeoutError after ``timeout`` seconds."""
         return self._poll(progress, timeout, poll, max_poll)
 
-    def table(self) -> Any:
+    @property
+    def replicates(self) -> list[str]:
+        """The axes that are replicates (the phase diagrams average over them)."""
+        return list(self.data.get("replicates") or [])
+
+    def table(self, aggregate: str | Sequence[str] | None = None, at: Any = None) -> Any:
         """One row per grid point (the axes' values, run_id, status, <dynamics>.<metric>, ...) as a pandas
-        DataFrame, fetched as Parquet."""
+        DataFrame, fetched as Parquet. ``at`` ({axis: value} or "axis:value" strings) keeps one slice;
+        ``aggregate`` (axis names) averages over those axes: one row per remaining point with the counts
+        (runs, finished, diverged) and <dynamics>.<metric>.mean, .sd, .n of every numeric metric."""
         import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
-        response = self.client.request("GET", f"/v1/sweeps/{self.id}/table", params={"format": "parquet"})
+        params = [("format", "parquet"), *view_params(aggregate, at)]
+        response = self.client.request("GET", f"/v1/sweeps/{self.id}/table", params=params)
         return pq.read_table(io.BytesIO(response.content)).to_pandas()
 
     def dataset(self) -> Any:
@@ -271,24 +279,31 @@ class Sweep(_Resource):
 
         return trajectory_dataset(self, frame)
 
-    def export_table(self, path: str | Path, format: str | None = None) -> Path:  # noqa: A002
-        """Write the table to ``path``: json (columnar), csv or parquet, by ``format`` or the extension."""
+    def export_table(self, path: str | Path, format: str | None = None, *,  # noqa: A002
+                     aggregate: str | Sequence[str] | None = None, at: Any = None) -> Path:
+        """Write the table to ``path``: json (columnar), csv or parquet, by ``format`` or the extension
+        (``aggregate`` and ``at`` as for ``table``)."""
         fmt = format or Path(path).suffix.lstrip(".").lower()
         if fmt not in TRAJECTORY_FORMATS:
             raise ValueError(f"unknown table format {fmt!r}: use one of {', '.join(TRAJECTORY_FORMATS)}")
-        return self.client.download(f"/v1/sweeps/{self.id}/table", [("format", fmt)], Path(path))
+        params = [("format", fmt), *view_params(aggregate, at)]
+        return self.client.download(f"/v1/sweeps/{self.id}/table", params, Path(path))
 
     def phase_diagram(
-        self, path: str | Path, metric: str | None = None, *, dynamics: str = "gd", format: str | None = None  # noqa: A002
+        self, path: str | Path, metric: str | None = None, *, dynamics: str = "gd", format: str | None = None,  # noqa: A002
+        aggregate: str | Sequence[str] | None = None, at: Any = None, sd: bool = False,
     ) -> Path:
         """Save the sweep's phase diagram: a heat map of ``metric`` (a summary metric, with or without a
         ``<dynamics>.`` prefix, log_max_distance, or figure2 for the paper's four panels; default: the
-        service's, the minimal test error) over its two axes, as png or svg (by ``format`` or the file's
-        extension)."""
+        service's, the minimal test error) over its two remaining axes, as png or svg (by ``format`` or the
+        file's extension). Remaining: not sliced by ``at`` ({axis: value} or "axis:value" strings) nor averaged
+        over (``aggregate``; default: the sweep's replicates, ``[]`` for none); averaged, the mean, with ``sd``
+        a panel of the sd beside it. One axis remaining: a line plot with error bars."""
         fmt = format or Path(path).suffix.lstrip(".").lower()
         if fmt not in FIGURE_FORMATS:
             raise ValueError(f"unknown figure format {fmt!r}: use png or svg")
-        params = [*([("metric", metric)] if metric is not None else []), ("dynamics", dynamics), ("format", fmt)]
+        params = [*([("metric", metric)] if metric is not None else []), ("dynamics", dynamics), ("format", fmt),
+                  *view_params(aggregate, at), *([("sd", "true")] if sd else [])]
         return self.client.download(f"/v1/sweeps/{self.id}/phase-diagram", params, Path(path))
 
     def runs(self, **filters: Any) -> Iterator[Run]:
@@ -300,6 +315,21 @@ class Sweep(_Resource):
         self._data = dict(self.client._json("POST", f"/v1/sweeps/{self.id}/cancel"))
         self._full = True
         return self
+
+
+def view_params(aggregate: str | Sequence[str] | None, at: Any) -> list[tuple[str, str]]:
+    """The query parameters ``aggregate`` and ``at`` of a sweep's table and phase diagram: ``aggregate`` an
+    axis name or several (``[]``: none, sent as an empty value), ``at`` a mapping {axis: value}, an
+    "axis:value" string or several."""
+    params: list[tuple[str, str]] = []
+    if aggregate is not None:
+        names = [aggregate] if isinstance(aggregate, str) else list(aggregate)
+        params += [("aggregate", a) for a in names] or [("aggregate", "")]
+    if at is not None:
+        items = [at] if isinstance(at, str) else [f"{a}:{v}" for a, v in at.items()] if isinstance(at, Mapping) \
+            else list(at)
+        params += [("at", str(item)) for item in items]
+    return params
 
 
 # ---- progress ---------------------------------------------------------------------------------------------

@@ -391,6 +391,11 @@ def sweep(
     refine_budget: Annotated[
         Optional[int], typer.Option(min=1, help="most points the refinement adds (default: as many as the grid has)")  # noqa: UP045
     ] = None,
+    replicates: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--replicates", help="an axis that is a replicate, averaged over in phase diagrams "
+                     "(repeatable; default: the seed and task_seed axes; 'none' for none)", show_default=False),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait for every run, then print the sweep")] = False,
     progress: Annotated[bool, typer.Option(help="progress bar on stderr while waiting")] = True,
     json_output: JsonOpt = False,
@@ -421,7 +426,9 @@ def sweep(
         raise typer.BadParameter("--refine-rounds and --refine-budget need --refine-metric",
                                  param_hint="--refine-metric")
     with _api_errors(), service.client() as client:
-        sw = client.sweep(request_data, axes, name=name, tags=tags or None, chunk_size=chunk_size, refine=refine)
+        reps = None if replicates is None else [r for r in _names(replicates) if r != "none"]
+        sw = client.sweep(request_data, axes, name=name, tags=tags or None, chunk_size=chunk_size, refine=refine,
+                          replicates=reps)
         created = sw.as_dict()
         if wait:
             sw.wait(progress=progress)
@@ -445,6 +452,25 @@ def _print_sweep(data: dict[str, Any]) -> None:
     if refine := data.get("refine"):
         typer.echo(f"refine {refine['metric']}: round {refine['round']} of {refine['rounds']} ({refine['state']}), "
                    f"points per round {refine['points']}, {refine['added']} added of a budget of {refine['budget']}")
+    if data.get("replicates"):
+        typer.echo("replicates " + ", ".join(data["replicates"]))
+
+
+def _names(values: list[str] | None) -> list[str]:
+    """Repeated or comma-separated option values, in order."""
+    return [part.strip() for v in values or () for part in v.split(",") if part.strip()]
+
+
+AggregateOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option("--aggregate", help="an axis to average over: mean, sd and n of every metric per remaining grid "
+                 "point (repeatable or comma-separated)", show_default=False),
+]
+AtOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option("--at", help="AXIS:VALUE: only the grid points where the axis has this value (repeatable)",
+                 show_default=False),
+]
 
 
 @with_service_options
@@ -475,21 +501,25 @@ def table(
     out: Annotated[
         Optional[Path], typer.Option(help="write the table: .parquet, .csv or .json (default: print it)")  # noqa: UP045
     ] = None,
+    aggregate: AggregateOpt = None,
+    at: AtOpt = None,
     json_output: JsonOpt = False,
     *,
     service: Service,
 ) -> None:
-    """A sweep's results, one row per grid point: write it to --out, or print it."""
+    """A sweep's results, one row per grid point: write it to --out, or print it. --at keeps a slice,
+    --aggregate averages over axes (replicates)."""
     from lindyn.client import TRAJECTORY_FORMATS
 
     fmt = None if out is None else _out_format(out, TRAJECTORY_FORMATS)
+    view = {"aggregate": _names(aggregate) or None, "at": at or None}
     with _api_errors(), service.client() as client:
         sw = client.get_sweep(sweep_id)
         if out is not None:
-            sw.export_table(out, fmt)
+            sw.export_table(out, fmt, **view)
             typer.echo(f"table of sweep {sweep_id} written to {out}", err=True)
             return
-        frame = sw.table()
+        frame = sw.table(**view)
     if json_output:
         typer.echo(frame.to_json(orient="records", indent=2))
     else:
@@ -508,15 +538,25 @@ def phase_diagram(
                           "dynamics) or figure2 for the paper's four panels")
     ] = DEFAULT_METRIC,
     dynamics: Annotated[str, typer.Option(help="the dynamics of an unprefixed metric")] = "gd",
+    aggregate: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--aggregate", help="an axis to average over (repeatable or comma-separated; default: the "
+                     "sweep's replicates; 'none' for none)", show_default=False),
+    ] = None,
+    at: AtOpt = None,
+    sd: Annotated[bool, typer.Option("--sd", help="a panel of the sd beside each averaged heat map")] = False,
     *,
     service: Service,
 ) -> None:
-    """Download a sweep's phase diagram: a heat map of a metric over its two axes."""
+    """Download a sweep's phase diagram: a heat map of a metric over its two remaining axes (after --at
+    slices and averaging over the replicates or --aggregate), or a line plot with error bars over one."""
     from lindyn.client import FIGURE_FORMATS
 
     fmt = _out_format(out, FIGURE_FORMATS)
+    over = None if aggregate is None else [a for a in _names(aggregate) if a != "none"]
     with _api_errors(), service.client() as client:
-        client.get_sweep(sweep_id).phase_diagram(out, metric, dynamics=dynamics, format=fmt)
+        client.get_sweep(sweep_id).phase_diagram(out, metric, dynamics=dynamics, format=fmt, aggregate=over,
+                                                 at=at or None, sd=sd)
     typer.echo(f"phase diagram of sweep {sweep_id} written to {out}", err=True)
 
 

@@ -20,6 +20,7 @@ from service.exports import Export, ExportFormat, export_format, export_response
 from service.figures import FigureError, sweep_phase_diagram
 from service.grid import Grid, GridError, expand, grid_order, table
 from service.plots import MEDIA_TYPES, ImageFormat
+from service.replicates import ViewError, names, table_view, view
 from service.schemas.labels import parse_tag_filters
 from service.schemas.sweeps import SweepBrief, SweepCreate, SweepCreated, SweepFilters, SweepPage, SweepRead
 from service.trajectory import sweep_trajectories_export
@@ -41,6 +42,11 @@ def sweep_or_404(sweep_id: str, session: SessionDep) -> Sweep:
 
 
 SweepDep = Annotated[Sweep, Depends(sweep_or_404)]
+AtQuery = Annotated[
+    list[str] | None,
+    Query(description="axis:value: only the grid points where the axis has this value (relative tolerance "
+          "1e-9; repeatable, one per axis)"),
+]
 
 
 @router.post(
@@ -68,6 +74,7 @@ def submit_sweep(
     sweep, run_ids = create_sweep(
         session, name=body.name, base_request=grid.base, axes=grid.axes, requests=grid.requests, tags=body.tags,
         refine=body.refine.model_dump() if body.refine is not None else None,
+        replicates=grid.replicates,
     )
     session.commit()
     # a chunk size given is kept; the default one makes at least as many tasks as worker processes
@@ -157,17 +164,31 @@ def cancel(sweep: SweepDep, session: SessionDep) -> SweepRead:
             "every summary metric, and log_max_distance when GD and self-consistent both ran; JSON (one list "
             "per column), CSV or Parquet"
         ),
-        422: {"description": "an unknown format"},
+        422: {"description": "an unknown format, or an aggregate or at that does not fit the sweep (named)"},
     },
 )
 def read_table(
     sweep: SweepDep,
     session: SessionDep,
     fmt: Annotated[ExportFormat, Depends(export_format)],
+    aggregate: Annotated[
+        list[str] | None,
+        Query(description="axes to average over (repeatable or comma-separated): one row per remaining grid "
+              "point with the counts runs, finished, diverged and <dynamics>.<metric>.mean, .sd (ddof 1; null "
+              "for n < 2), .n (runs with a finite value) of every numeric metric"),
+    ] = None,
+    at: AtQuery = None,
 ) -> Response:
-    """The sweep's results, one row per grid point in grid order (null where a run has not finished).
+    """The sweep's results, one row per grid point in grid order (null where a run has not finished);
+    ``at`` keeps the grid points of a slice, ``aggregate`` averages over axes (replicates).
     The format: ``?format=``, else the Accept header."""
     columns, types = table(sweep.axes, sweep_table_runs(session, sweep.id, list(sweep.axes)))
+    if aggregate or at:
+        try:
+            v = view(sweep.axes, names(at), names(aggregate))
+        except ViewError as exc:
+            raise errors.invalid("query", exc.field, str(exc)) from exc
+        columns, types = table_view(columns, types, list(sweep.axes), v)
     return export_response(Export.of_columns(columns, types, f"sweep-{sweep.id}"), fmt)
 
 
@@ -212,11 +233,13 @@ def read_trajectories(
     responses={
         **_NOT_FOUND,
         200: {
-            "description": "a heat map of the metric over the sweep's two axes (the theory's lines when they are "
-            "gamma_sigma2 and gamma_w); grid points without a result are drawn as missing",
+            "description": "a heat map of the metric over the sweep's two remaining axes (the theory's lines when "
+            "they are gamma_sigma2 and gamma_w), or a line plot over one; grid points without a result are drawn "
+            "as missing",
             "content": {"image/png": {}, "image/svg+xml": {}},
         },
-        422: {"description": "an unknown metric or format, or a sweep without two axes"},
+        422: {"description": "an unknown metric or format, a bad at or aggregate, or a sweep with more than two "
+                             "axes left to draw (slice it with at) or none"},
     },
 )
 def read_phase_diagram(
@@ -229,10 +252,21 @@ def read_phase_diagram(
     ] = DEFAULT_METRIC,
     dynamics: Annotated[DynamicsName, Query(description="the dynamics of an unprefixed metric")] = "gd",
     format: Annotated[ImageFormat, Query(description="png or svg")] = "png",  # noqa: A002
+    at: AtQuery = None,
+    aggregate: Annotated[
+        list[str] | None,
+        Query(description="axes to average over (repeatable or comma-separated; default: the sweep's replicates "
+              "that are not sliced)"),
+    ] = None,
+    sd: Annotated[bool, Query(description="beside each mean, a panel of the sample sd (averaged heat maps)")] = False,
 ) -> Response:
-    """The phase diagram of a sweep (Figure 2 of the paper), drawn from its table."""
+    """The phase diagram of a sweep (Figure 2 of the paper), drawn from its table: a heat map over the two
+    axes that remain once ``at`` sliced some and the replicates (or ``aggregate``) were averaged over (the mean;
+    with ``sd``, the sd beside it); with one axis remaining, a line plot (error bars: one sd)."""
     try:
-        image = sweep_phase_diagram(sweep, sweep_runs(session, sweep.id), metric, format, dynamics=dynamics)
+        image = sweep_phase_diagram(sweep, sweep_runs(session, sweep.id), metric, format, dynamics=dynamics,
+                                    at=names(at), aggregate=names(aggregate) if aggregate is not None else None,
+                                    sd=sd)
     except FigureError as exc:
         raise errors.invalid("path" if exc.field == "sweep_id" else "query", exc.field, str(exc)) from exc
     return Response(image, media_type=MEDIA_TYPES[format],

@@ -121,6 +121,11 @@ class SweepCreate(BaseModel):
     )
     name: Name | None = Field(None, description="a name to find the sweep by")
     tags: Tags = Field(default_factory=dict)
+    replicates: list[str] | None = Field(
+        None, max_length=3, description="the axes that are replicates (each an axis of this sweep): its phase "
+        "diagrams average over them (mean, sd and count per remaining grid point). Default: the seed and "
+        "task_seed axes; [] for none"
+    )
     chunk_size: int | None = Field(
         None, ge=1, description="most grid points per worker task, run as one stacked batch (default: the server's "
         "LINDYN_SWEEP_CHUNK_SIZE, and at least as many tasks as worker processes)"
@@ -160,6 +165,7 @@ class SweepBrief(BaseModel):
     counts: dict[str, int] = Field(description="runs per status")
     progress: SweepProgress
     axes: dict[str, list[AxisValue]] = Field(description="each axis and its values, in grid order")
+    replicates: list[str] = Field(description="the axes that are replicates (averaged over in phase diagrams)")
     created_at: datetime
     started_at: datetime | None = Field(description="when the first of its runs started")
     finished_at: datetime | None = Field(description="when the last of its runs finished (once all have)")
@@ -208,6 +214,7 @@ def _brief_fields(sweep: Sweep, state: SweepState) -> dict[str, Any]:
             finished=state.finished, total=total, fraction=state.finished / total if total else 1.0
         ),
         "axes": sweep.axes,
+        "replicates": list(sweep.replicates or []),
         "created_at": sweep.created_at,
         "started_at": state.started_at,
         "finished_at": finished_at,

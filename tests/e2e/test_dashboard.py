@@ -312,6 +312,64 @@ def test_heatmap_cells_by_keyboard(page: Page, server: Api) -> None:
     page.check()
 
 
+def test_replicates_averaged_sliced_and_as_lines_with_error_bars(page: Page, server: Api) -> None:
+    """Three sweeps of three 2-3 valued axes: gamma_sigma2 x gamma_w x seed, heat maps of the mean over seed
+    (the API's aggregated table), the sd with the toggle; gamma_sigma2 x gamma_w x d, heat maps at the d
+    picked; gamma_w x seed, a line with error bars."""
+    base = {"d": 10, "rank": 2, "steps": 30, "dynamics": ["gd", "self_consistent"]}
+    square = {"gamma_sigma2": {"values": [-2.0, -1.0]}, "gamma_w": {"values": [1.5, 2.0]}}
+    sid = server.http.post("/v1/sweeps", json={"base": base, "axes": {**square, "seed": {"values": [0, 1]}}}).json()["id"]
+    did = server.http.post("/v1/sweeps", json={"base": base, "axes": {**square, "d": {"values": [8, 10]}}}).json()["id"]
+    lid = server.http.post("/v1/sweeps", json={"base": {**base, "gamma_sigma2": -1.5}, "axes": {
+        "gamma_w": {"values": [1.5, 2.0, 2.5]}, "seed": {"values": [0, 1, 2]}}}).json()["id"]
+    for s in (sid, did, lid):
+        wait_for(lambda s=s: server.http.get(f"/v1/sweeps/{s}").json()["status"] == "finished", 180, "the sweep")
+
+    def heat() -> dict[str, Any]:
+        return p.evaluate("() => { const d = document.querySelector('#panels .plot'); const t = d.data[0];"
+                          " return {x: t.x, y: t.y, z: t.z, bar: t.colorbar.title.text}; }")
+
+    def grid(table: dict[str, Any], column: str) -> list[list[float]]:
+        return [[next(v for g, w, v in zip(table["gamma_sigma2"], table["gamma_w"], table[column], strict=True)
+                      if g == gx and w == wy) for gx in (-2.0, -1.0)] for wy in (1.5, 2.0)]
+
+    p = page.page
+    # averaged over seed: the mean, then the sd
+    p.goto(f"/ui/sweeps/{sid}")
+    p.wait_for_function("() => document.querySelectorAll('#panels .plot .main-svg').length >= 4")
+    assert p.text_content("#view-note") == "averaged over seed (2 per point)" and p.is_visible("#sd")
+    averaged = server.http.get(f"/v1/sweeps/{sid}/table", params={"aggregate": "seed"}).json()
+    shown = heat()
+    assert shown["x"] == [-2.0, -1.0] and shown["y"] == [1.5, 2.0] and shown["bar"] == "mean of minimal test error"
+    assert shown["z"] == grid(averaged, "gd.min_test_error.mean")
+    p.check("#sd")
+    p.wait_for_function("() => document.querySelector('#panels .plot').data[0].colorbar.title.text"
+                        " === 'sd of minimal test error'")
+    assert heat()["z"] == grid(averaged, "gd.min_test_error.sd") and all(v > 0 for row in heat()["z"] for v in row)
+    page.shot("sweep-replicates")
+    # three axes: a slice picker for d
+    p.goto(f"/ui/sweeps/{did}")
+    p.wait_for_function("() => document.querySelectorAll('#panels .plot .main-svg').length >= 4")
+    assert p.evaluate("() => [...document.querySelectorAll('#at-d option')].map(o => o.value)") == ["8", "10"]
+    assert p.is_hidden("#sd") and p.text_content("#view-note") == "sliced at d"
+    full = server.http.get(f"/v1/sweeps/{did}/table").json()
+    for d in (8, 10):
+        p.select_option("#at-d", str(d))
+        at = {c: [v for v, dd in zip(vals, full["d"], strict=True) if dd == d] for c, vals in full.items()}
+        wait_for(lambda at=at: heat()["z"] == grid(at, "gd.min_test_error"), 60, f"the heat map at d = {d}")
+    # one axis left after the replicates: a line with error bars of one sd
+    p.goto(f"/ui/sweeps/{lid}")
+    p.wait_for_function("() => document.querySelectorAll('#panels .plot .main-svg').length >= 4")
+    trace = p.evaluate("() => { const t = document.querySelector('#panels .plot').data[0];"
+                       " return {x: t.x, y: t.y, err: t.error_y.array, visible: t.error_y.visible}; }")
+    line = server.http.get(f"/v1/sweeps/{lid}/table", params={"aggregate": "seed"}).json()
+    assert trace == {"x": [1.5, 2.0, 2.5], "y": line["gd.min_test_error.mean"],
+                     "err": line["gd.min_test_error.sd"], "visible": True}
+    assert all(e > 0 for e in trace["err"]) and p.is_hidden("#sd")
+    page.shot("sweep-line")
+    page.check()
+
+
 def test_compare_two_runs(page: Page, server: Api) -> None:
     ids = []
     for seed, width in ((1, 40), (2, 80)):

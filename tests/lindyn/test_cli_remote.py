@@ -81,3 +81,18 @@ def test_axis_specs() -> None:
     assert axis_spec({"values": [1]}) == {"values": [1]}
     with pytest.raises(ValueError, match="linspace:START:STOP:N"):
         axis_spec("range:1:2")
+
+
+def test_replicate_options_and_their_query_parameters() -> None:
+    """--replicates on sweep; --aggregate and --at on table and phase-diagram (--sd too) become the query
+    parameters of the API (lindyn.client.resources.view_params)."""
+    from lindyn.client.resources import view_params
+
+    assert "replicates" in _options("sweep")
+    assert {"aggregate", "at"} <= _options("table") and {"aggregate", "at", "sd"} <= _options("phase-diagram")
+    assert view_params("seed", {"d": 200, "gamma_w": 1.5}) == [("aggregate", "seed"), ("at", "d:200"),
+                                                               ("at", "gamma_w:1.5")]
+    assert view_params(["seed", "task_seed"], "d:200") == [("aggregate", "seed"), ("aggregate", "task_seed"),
+                                                           ("at", "d:200")]
+    assert view_params([], None) == [("aggregate", "")]  # none: the replicates are not averaged over
+    assert view_params(None, ["d:8", "seed:1"]) == [("at", "d:8"), ("at", "seed:1")]

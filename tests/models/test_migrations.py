@@ -37,3 +37,29 @@ def test_orm_matches_migrations(db_url: str) -> None:
     finally:
         engine.dispose()
     assert diff == []
+
+
+def test_sweeps_before_0007_get_their_seed_axes_as_replicates(db_url: str) -> None:
+    """0007 adds sweeps.replicates: a sweep stored before gets its seed and task_seed axes (the default)."""
+    import json
+    import uuid
+
+    from sqlalchemy import text
+
+    migrations.downgrade(db_url, "0006_reliability_guards")
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    axes = [{"gamma_w": [1.5, 2.0], "task_seed": [0, 1], "seed": [0, 1]}, {"gamma_w": [1.5, 2.0]}]
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            for sid, a in zip(ids, axes, strict=True):
+                conn.execute(text("INSERT INTO sweeps (id, created_at, base_request, axes, total) "
+                                  "VALUES (:id, CURRENT_TIMESTAMP, '{}', :axes, 8)"),
+                             {"id": sid.hex if engine.dialect.name == "sqlite" else sid, "axes": json.dumps(a)})
+        migrations.upgrade(db_url, "head")
+        with engine.connect() as conn:
+            got = dict(conn.execute(text("SELECT id, replicates FROM sweeps")).all())
+    finally:
+        engine.dispose()
+    replicates = {str(uuid.UUID(str(k))): v if isinstance(v, list) else json.loads(v) for k, v in got.items()}
+    assert replicates == {str(ids[0]): ["task_seed", "seed"], str(ids[1]): []}

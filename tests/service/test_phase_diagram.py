@@ -86,15 +86,15 @@ def test_phase_diagram_errors(client: TestClient, embedded_settings: Settings) -
     # nothing finished yet: every point missing, still a figure
     assert client.get(f"/v1/sweeps/{sid}/phase-diagram").status_code == 200
 
-    one_axis = client.post("/v1/sweeps", json={"base": {**BASE, "gamma_w": 2.0},
-                                               "axes": {"gamma_sigma2": {"values": [-2.0, -1.5]}}}).json()["id"]
-    r = client.get(f"/v1/sweeps/{one_axis}/phase-diagram")
-    assert r.status_code == 422 and "two axes" in r.json()["detail"][0]["msg"]
+    three = client.post("/v1/sweeps", json={"base": BASE, "axes": {**AXES, "d": {"values": [8, 12]}}}).json()["id"]
+    r = client.get(f"/v1/sweeps/{three}/phase-diagram")
+    assert r.status_code == 422 and "slice the others with at=axis:value" in r.json()["detail"][0]["msg"]
 
 
 def test_other_axes_draw_without_the_theory_lines(client: TestClient, embedded_settings: Settings) -> None:
     axes = {"lr_constant": {"values": [5, 50]}, "seed": {"values": [0, 1]}}
-    r = client.post("/v1/sweeps", json={"base": {**BASE, "gamma_sigma2": -1.5, "gamma_w": 2.0}, "axes": axes})
+    r = client.post("/v1/sweeps", json={"base": {**BASE, "gamma_sigma2": -1.5, "gamma_w": 2.0}, "axes": axes,
+                                        "replicates": []})  # seed as an axis of its own, not averaged over
     assert r.status_code == 202, r.text
     sid = r.json()["id"]
     ids = client.get(f"/v1/sweeps/{sid}/table").json()["run_id"]

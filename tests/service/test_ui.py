@@ -115,3 +115,19 @@ def test_run_list_carries_the_summaries(client: TestClient, embedded_settings: S
     assert items[rid]["summaries"] == {k: v.as_dict() for k, v in expected.summaries.items()}
     assert items[queued]["summaries"] == {}  # queued: none yet
     assert client.get(f"/v1/runs/{rid}").json()["summaries"] == items[rid]["summaries"]
+
+
+def test_sweep_page_has_the_replicate_controls_and_the_views_it_reads(client: TestClient) -> None:
+    """The sweep page carries the slice picker and the sd toggle, and the two views its script asks the API for
+    (table?aggregate= over the replicates, table?at= for a slice) answer: the sweep names its replicates."""
+    html = client.get("/ui/sweeps/00000000-0000-0000-0000-000000000000").text
+    assert 'id="slices"' in html and 'id="sd"' in html and 'id="view-note"' in html
+    script = client.get("/ui/static/sweep.js").text
+    assert 'params.append("aggregate"' in script and 'params.append("at"' in script
+    sid = client.post("/v1/sweeps", json={"base": {"rank": 2, "steps": 5, "gamma_sigma2": -1.5},
+                                          "axes": {"gamma_w": {"values": [1.5, 2.0]}, "d": {"values": [8, 10]},
+                                                   "seed": {"values": [0, 1]}}}).json()["id"]
+    assert client.get(f"/v1/sweeps/{sid}").json()["replicates"] == ["seed"]
+    view = client.get(f"/v1/sweeps/{sid}/table", params=[("aggregate", "seed"), ("at", "d:10")])
+    assert view.status_code == 200
+    assert view.json()["runs"] == [2, 2] and view.json()["gd.min_test_error.n"] == [0, 0]  # nothing ran yet
