@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from dynamics import Limits, SimulationRequest
-from service.grid import GridError, chunks, expand, grid_order, table
+from core.jobs import chunks
+from service.grid import GridError, expand, grid_order, table
 from service.schemas.sweeps import SweepCreate
 
 
