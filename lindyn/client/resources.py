@@ -193,6 +193,11 @@ class Run(_Resource):
         self._full = True
         return self
 
+    def delete(self) -> None:
+        """Delete the run with its trajectory (a queued or running one is cancelled first); NotFound if there
+        is no such run, Conflict if it is a point of a sweep (delete the sweep)."""
+        self.client.request("DELETE", f"/v1/runs/{self.id}", retry_unsent_only=True)
+
 
 # ---- a sweep ----------------------------------------------------------------------------------------------
 class Sweep(_Resource):
@@ -287,6 +292,11 @@ class Sweep(_Resource):
         self._data = dict(self.client._json("POST", f"/v1/sweeps/{self.id}/cancel"))
         self._full = True
         return self
+
+    def delete(self) -> None:
+        """Delete the sweep with all its runs and their trajectories (queued and running ones are cancelled
+        first); NotFound if there is no such sweep."""
+        self.client.request("DELETE", f"/v1/sweeps/{self.id}", retry_unsent_only=True)
 
 
 # ---- progress ---------------------------------------------------------------------------------------------

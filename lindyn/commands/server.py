@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -91,8 +91,14 @@ def worker(
 
 @needs_server
 def serve(
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    host: Annotated[
+        Optional[str], typer.Option(help="address to listen on (default: LINDYN_HOST, else 127.0.0.1)")  # noqa: UP045
+    ] = None,
+    port: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(min=0, max=65535, help="port to listen on (default: LINDYN_PORT, else 8000; 0: one the system "
+                     "gives, printed once bound)"),
+    ] = None,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="API only (workers run elsewhere)")] = False,
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="processes of the embedded worker (default: LINDYN_WORKER_PROCESSES, "
@@ -111,6 +117,8 @@ def serve(
     from core.jobs import ensure_broker_folders
 
     settings = get_settings()
+    host = settings.host if host is None else host
+    port = settings.port if port is None else port
     migrations.upgrade(settings.db_url)
     ensure_broker_folders(settings)
     child: subprocess.Popen[bytes] | None = None
@@ -119,7 +127,8 @@ def serve(
         cmd = [sys.executable, "-m", "lindyn.cli", "worker", "--concurrency", str(processes), "--loglevel", "WARNING"]
         # same process group (Ctrl-C and a signal to the group reach both); dies with this process on Linux
         child = subprocess.Popen(cmd, env={**os.environ, **settings.environment()}, preexec_fn=_die_with_parent)
-    typer.echo(f"lindyn API: http://{host}:{port}  docs: http://{host}:{port}/docs")
+    if port:
+        _echo_address(host, port)
     typer.echo(f"database: {_safe_url(settings.db_url)}  broker: {_safe_url(settings.broker)}")
     typer.echo(_auth_line(settings))
     if settings.embedded and no_worker:
@@ -128,11 +137,32 @@ def serve(
     # worker is stopped below instead of the process dying on the spot
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
-        uvicorn.run("service.main:app", host=host, port=port, log_level="info",
-                    workers=api_processes if api_processes > 1 else None)
+        if api_processes > 1 or port:
+            uvicorn.run("service.main:app", host=host, port=port, log_level="info",
+                        workers=api_processes if api_processes > 1 else None)
+        else:  # port 0: the system's port, said once bound
+            _run_on_a_system_port(host)
     finally:
         if child is not None:
             _stop(child)
+
+
+def _echo_address(host: str, port: int) -> None:
+    typer.echo(f"lindyn API: http://{host}:{port}  docs: http://{host}:{port}/docs")
+
+
+def _run_on_a_system_port(host: str) -> None:
+    """uvicorn on port 0 (one API process): the port the system gives is printed once it listens."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            bound = [sock.getsockname() for server in getattr(self, "servers", []) for sock in server.sockets]
+            if bound:
+                _echo_address(host, int(bound[0][1]))
+
+    Server(uvicorn.Config("service.main:app", host=host, port=0, log_level="info")).run()
 
 
 def _auth_line(settings: object) -> str:

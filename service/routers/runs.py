@@ -1,4 +1,4 @@
-"""/v1/runs: submit a run, read it, its trajectory, the list of runs; cancel."""
+"""/v1/runs: submit a run, read it, its trajectory, the list of runs; cancel; delete."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from dynamics.request import DynamicsName, InvalidRequest, parse_request
 from models import Run, RunStatus, RunTag
 from models import queries
-from models.runs import cancel_run, fail_run, find_reusable_run, new_run
+from models.runs import cancel_run, delete_runs, fail_run, find_reusable_run, new_run
 from service import errors
 from service.deps import QueueDep, SessionDep, SessionmakerDep, SettingsDep, get_or_404
 from service.exports import ExportFormat, export_format, export_response, export_responses
@@ -233,3 +233,20 @@ def cancel(run: RunDep, session: SessionDep) -> RunRead:
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run.id} is {run.status}: it cannot be cancelled")
     session.commit()
     return RunRead.of(run)
+
+
+@router.delete(
+    "/{run_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_NOT_FOUND, 409: {"description": "the run is a point of a sweep (delete the sweep)"}},
+)
+def delete_run(run: RunDep, session: SessionDep) -> Response:
+    """Delete a run with its trajectory and summaries, in one transaction; a queued or running run is
+    cancelled first (its worker writes nothing more). A point of a sweep is refused with 409: delete the sweep,
+    so that a sweep's grid never has holes."""
+    if run.sweep_id is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run.id} is a point of sweep {run.sweep_id}: delete "
+                                                      "the sweep instead")
+    delete_runs(session, [run.id])
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -11,7 +11,7 @@ from dynamics.request import DynamicsName
 from dynamics.result import DEFAULT_METRIC, FIGURE2_METRICS
 from models import RunStatus, Sweep, queries
 from models.runs import fail_runs
-from models.sweeps import cancel_sweep, create_sweep, sweep_runs, sweep_states
+from models.sweeps import cancel_sweep, create_sweep, delete_sweep, sweep_runs, sweep_states
 from service import errors
 from service.deps import QueueDep, SessionDep, SessionmakerDep, SettingsDep, get_or_404
 from service.exports import Export, ExportFormat, export_format, export_response, export_responses
@@ -106,6 +106,15 @@ def list_sweeps(session: SessionDep, filters: Annotated[SweepFilters, Query()]) 
 def read_sweep(sweep: SweepDep, session: SessionDep) -> SweepRead:
     """Status, total, runs per status, progress and timings of a sweep."""
     return SweepRead.of(sweep, sweep_states(session, [sweep.id])[sweep.id])
+
+
+@router.delete("/{sweep_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)
+def delete_one(sweep: SweepDep, session: SessionDep) -> Response:
+    """Delete a sweep with all its runs (their trajectories and summaries) and its tags, in one transaction;
+    its queued and running runs are cancelled first (their workers write nothing more)."""
+    delete_sweep(session, sweep.id)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(
