@@ -130,8 +130,11 @@ def _point_errors(exc: InvalidRequest, point: dict[str, Any], names: list[str]) 
     out = []
     for p in exc.problems:
         loc = ["body", "axes", p.field] if p.field in names else ["body", "base", *p.loc]
-        out.append({**field_error(loc, p.field, f"grid point {where}: {p.reason}", p.kind), "point": point,
-                    "reason": p.reason})
+        reason = p.reason
+        if reason.startswith("give either ") and not reason.endswith("not both"):  # neither form given
+            reason += " (in the base or as an axis)"
+        out.append({**field_error(loc, p.field, f"grid point {where}: {reason}", p.kind), "point": point,
+                    "reason": reason})
     return out
 
 

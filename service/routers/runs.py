@@ -212,9 +212,11 @@ def read_figure(
     format: Annotated[ImageFormat, Query(description="png or svg")] = "png",  # noqa: A002
 ) -> Response:
     """Figure 1 of the paper for this run: train and test error of each dynamics over the steps (left); the
-    singular values over the steps, the `rank` largest in their own colours and the rest as a band, one line
-    style per dynamics, with the threshold sigma^2 w (right). Singular values are those recorded
-    (`spectrum_every`)."""
+    singular values over the steps on a log axis, the `rank` largest in their own colours and the rest as a
+    band (GD's filled, the self-consistent one hatched), one line style per dynamics, with the threshold
+    sigma^2 w (right); the legends beside the panels. Singular values are those recorded (`spectrum_every`):
+    submit with `spectrum_every = 1` for smooth curves (fewer than 30 recorded spectra are drawn with markers
+    and the panel says so)."""
     if run.status not in (RunStatus.succeeded, RunStatus.diverged):
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run.id} is {run.status}: it has no results to draw")
     image = run_figure_of(session, run, format)
