@@ -25,8 +25,9 @@ $(MLFLOW_STAMP):
 	$(MLFLOW_VENV)/bin/python -m pip install -q 'mlflow>=3.17'
 	@touch $(MLFLOW_STAMP)
 
+# make run PORT=8080 HOST=0.0.0.0 (or LINDYN_PORT, LINDYN_HOST); default 127.0.0.1:8000
 run: install
-	$(BIN)/lindyn serve
+	$(BIN)/lindyn serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 test: install mlflow-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

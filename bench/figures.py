@@ -1,8 +1,8 @@
 """The images in docs/figures, made with service.plots (no service):
 
 - figure1.png: the paper's Figure 1 (method.md section 6) simulated here: d = 500, k = 5,
-  gamma_sigma2 = -1.85, gamma_w = 2.25, lr_constant 5, 100 steps, GD and self-consistent, metrics and
-  singular values at every step.
+  gamma_sigma2 = -1.85, gamma_w = 2.25, lr_constant 5, 100 steps, GD (sequential, as the paper) and
+  self-consistent, metrics and singular values at every step (lindyn.commands.reproduce.FIGURE1).
 - figure2_gd.png: the paper's Figure 2 panels from bench/results/figure2_cpu.parquet (the 30 x 30, d = 200 GD
   grid of bench.figure2_cpu; it has no log_max_distance, which needs GD and self-consistent).
 
@@ -20,8 +20,7 @@ import pandas as pd
 from dynamics import SimulationRequest, simulate
 from service.plots import phase_diagram, run_figure, run_figure_inputs
 
-FIGURE1 = {"d": 500, "rank": 5, "gamma_sigma2": -1.85, "gamma_w": 2.25, "lr_constant": 5, "steps": 100,
-           "dynamics": ["gd", "self_consistent"], "record_every": 1, "spectrum_every": 1}  # fmt: skip
+from lindyn.commands.reproduce import FIGURE1  # the paper's settings, GD in its (sequential) order
 
 
 def main() -> None:

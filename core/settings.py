@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         default="", description="Celery broker URL; empty: filesystem broker under DATA_DIR/broker"
     )
 
+    # where `lindyn serve` listens (its --host and --port override these; `make run HOST=... PORT=...`)
+    host: str = Field(default="127.0.0.1", description="address `lindyn serve` listens on")
+    port: int = Field(default=8000, ge=0, le=65535, description="port `lindyn serve` listens on (0: one the system "
+                      "gives, printed)")
+
     # limits a request is validated against (dynamics.Limits); the same names dynamics reads by default
     max_steps: int = Field(default=_DEFAULT_LIMITS.max_steps, ge=0)
     max_d: int = Field(default=_DEFAULT_LIMITS.max_d, ge=2)

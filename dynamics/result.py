@@ -121,7 +121,7 @@ class Comparison:
     step: np.ndarray
     distance: np.ndarray
     max_distance: float = _quantity("max distance GD vs self-consistent", lower_is_better=True)
-    log_max_distance: float = _quantity("log max distance GD vs self-consistent", lower_is_better=True)
+    log_max_distance: float = _quantity("log max distance GD vs self-consistent (natural log)", lower_is_better=True)
 
     def as_dict(self) -> dict[str, Any]:
         return {q.name: _json_float(getattr(self, q.name)) for q in COMPARISON_METRICS}

@@ -33,6 +33,10 @@ RUN_SORTS: tuple[str, ...] = ("created_at", "name", "status", *RUN_RANGES)
 SORT_KEYS: tuple[str, ...] = (*RUN_SORTS, *SUMMARY_RANGES)
 SORTS: tuple[str, ...] = tuple(p + k for k in SORT_KEYS for p in ("", "-"))
 DEFAULT_SORT = "-created_at"
+#: filters on a float column (gamma_sigma2, sigma2, a summary metric, ...) match within this relative
+#: tolerance of the value asked for: gamma_sigma2=-1.3 finds a stored -1.3000000000000003 (a few ulps off), and a
+#: range's bounds are widened by as much
+FLOAT_RTOL = 1e-9
 
 
 class BadCursor(ValueError):
@@ -94,18 +98,32 @@ def filtered(q: RunQuery) -> Select[Any]:
     if q.dynamics is not None:  # the run ran (or will run) it
         conds.append((literal(",") + Run.dynamics + literal(",")).like(f"%,{q.dynamics},%"))
     for name, value in q.equals.items():
-        conds.append(getattr(Run, name) == value)
+        col = getattr(Run, name)
+        if _is_float(Run, name):
+            conds.append(col.between(value - _slack(value), value + _slack(value)))
+        else:
+            conds.append(col == value)
     for name, (low, high) in q.ranges.items():
-        col = getattr(RunSummary if name in SUMMARY_RANGES else Run, name)
+        table = RunSummary if name in SUMMARY_RANGES else Run
+        col, widen = getattr(table, name), _is_float(table, name)
         if low is not None:
-            conds.append(col >= low)
+            conds.append(col >= (low - _slack(low) if widen else low))
         if high is not None:
-            conds.append(col <= high)
+            conds.append(col <= (high + _slack(high) if widen else high))
     if q.created_after is not None:
         conds.append(Run.created_at >= q.created_after)
     if q.created_before is not None:
         conds.append(Run.created_at < q.created_before)
     return stmt.where(*conds)
+
+
+def _is_float(table: type[Run] | type[RunSummary], name: str) -> bool:
+    return table.__table__.c[name].type.python_type is float
+
+
+def _slack(value: float) -> float:
+    """How far a float filter reaches around ``value``: FLOAT_RTOL relative (nothing around exactly 0)."""
+    return FLOAT_RTOL * abs(float(value))
 
 
 def label_conditions(

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from dynamics import SimulationRequest, regime
 from models.base import RunStatus, utcnow
-from models.tables import REUSABLE, Run, TrajectoryPoint
+from models.tables import REUSABLE, Run, RunSummary, RunTag, TrajectoryPoint
 
 ACTIVE = (RunStatus.queued, RunStatus.running)
 
@@ -117,6 +117,21 @@ def cancel_run(session: Session, run: Run) -> bool:
     done = _changed_one(session, stmt)
     session.refresh(run)
     return done
+
+
+def delete_runs(session: Session, run_ids: Sequence[uuid.UUID]) -> int:
+    """Delete runs with their trajectories, summaries and tags, in the caller's transaction; how many runs
+    were deleted. A queued or running run is cancelled first (in the same transaction), so a worker that
+    runs it finds no running run at its next progress report or when it stores its result
+    (``record_progress``, ``store_result``) and writes nothing."""
+    ids = list(run_ids)
+    if not ids:
+        return 0
+    session.execute(update(Run).where(Run.id.in_(ids), Run.status.in_(ACTIVE))
+                    .values(status=RunStatus.cancelled, finished_at=utcnow()))
+    for child in (TrajectoryPoint, RunSummary, RunTag):  # the foreign keys cascade too; explicit is plain
+        session.execute(delete(child).where(child.run_id.in_(ids)))
+    return cast(CursorResult[Any], session.execute(delete(Run).where(Run.id.in_(ids)))).rowcount
 
 
 def fail_run(session: Session, run_id: uuid.UUID, message: str) -> bool:

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, insert, select, update
+from sqlalchemy import CursorResult, delete, func, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from dynamics import SimulationRequest
 from models.base import RUN_STATUSES, RunStatus, utcnow
 from models.queries import RUN_RANGES
-from models.runs import ACTIVE, run_row
+from models.runs import ACTIVE, delete_runs, run_row
 from models.tables import Run, RunSummary, Sweep, SweepTag
 
 _INSERT_CHUNK = 1000  # runs per bulk INSERT statement
@@ -102,6 +102,16 @@ def cancel_sweep(session: Session, sweep_id: uuid.UUID) -> int:
     )
     stopped = cast(CursorResult[Any], session.execute(stop)).rowcount
     return cast(CursorResult[Any], session.execute(stmt)).rowcount + stopped
+
+
+def delete_sweep(session: Session, sweep_id: uuid.UUID) -> int:
+    """Delete a sweep with its runs (``delete_runs``: queued and running ones cancelled first, then their
+    trajectories and summaries) and its tags, in the caller's transaction; how many runs were deleted."""
+    run_ids = list(session.scalars(select(Run.id).where(Run.sweep_id == sweep_id)))
+    deleted = sum(delete_runs(session, run_ids[i : i + 500]) for i in range(0, len(run_ids), 500))
+    session.execute(delete(SweepTag).where(SweepTag.sweep_id == sweep_id))
+    session.execute(delete(Sweep).where(Sweep.id == sweep_id))
+    return deleted
 
 
 def sweep_runs(session: Session, sweep_id: uuid.UUID) -> list[Run]:

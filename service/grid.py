@@ -52,12 +52,23 @@ class Grid:
     replicates: list[str] = field(default_factory=list)
 
 
+#: significant digits a linspace axis's values are rounded to, so that a grid point is stored (and found by
+#: ``GET /v1/runs?gamma_sigma2=-1.3``) as -1.3, not as linspace's -1.3000000000000003
+AXIS_DIGITS = 12
+
+
+def snap(value: float) -> float:
+    """``value`` rounded to AXIS_DIGITS significant digits (0.1 + 0.2 -> 0.3)."""
+    return float(f"{value:.{AXIS_DIGITS}g}")
+
+
 def axis_values(spec: AxisSpec) -> list[Any]:
+    """An axis's values: ``values`` as given, or ``linspace: [start, stop, n]`` rounded by ``snap``."""
     if spec.values is not None:
         return list(spec.values)
     assert spec.linspace is not None
     start, stop, n = spec.linspace
-    return [float(v) for v in np.linspace(start, stop, n)]
+    return [snap(float(v)) for v in np.linspace(start, stop, n)]
 
 
 def expand(body: SweepCreate, limits: Limits, max_points: int) -> Grid:
@@ -172,8 +183,11 @@ def _point_errors(exc: InvalidRequest, point: dict[str, Any], names: list[str]) 
     out = []
     for p in exc.problems:
         loc = ["body", "axes", p.field] if p.field in names else ["body", "base", *p.loc]
-        out.append({**field_error(loc, p.field, f"grid point {where}: {p.reason}", p.kind), "point": point,
-                    "reason": p.reason})
+        reason = p.reason
+        if reason.startswith("give either ") and not reason.endswith("not both"):  # neither form given
+            reason += " (in the base or as an axis)"
+        out.append({**field_error(loc, p.field, f"grid point {where}: {reason}", p.kind), "point": point,
+                    "reason": reason})
     return out
 
 

@@ -36,6 +36,15 @@ LINE_STYLES: dict[str, str] = {"gd": "-", "self_consistent": "--", "lazy": ":", 
 LABELS: dict[str, str] = {"gd": "GD", "self_consistent": "self-consistent", "lazy": "lazy", "balanced": "balanced"}
 #: a metric's title on a heat map and its colour bar (the catalogue's, dynamics/result.py)
 METRIC_TITLES: dict[str, str] = {name: q.title for name, q in METRICS.items()}
+#: the band of s_{k+1..d} per dynamics (in the order of DYNAMICS present): GD filled grey, the next hatched
+BAND_STYLES: tuple[dict[str, Any], ...] = (
+    {"facecolor": "0.6", "alpha": 0.45, "edgecolor": "0.35"},
+    {"facecolor": "none", "hatch": "////", "edgecolor": "tab:brown"},
+    {"facecolor": "none", "hatch": "\\\\", "edgecolor": "tab:olive"},
+    {"facecolor": "none", "hatch": "..", "edgecolor": "tab:cyan"},
+)
+#: a run figure with fewer recorded spectra than this draws them with markers and says so
+SMOOTH_SPECTRA = 30
 #: colour of grid points without a value (not finished, failed, no such metric): shown as missing, not zero
 MISSING_COLOUR = "#d9d9d9"
 AXIS_LABELS: dict[str, str] = {"gamma_sigma2": "γ_σ² (σ² = d^γ_σ²)", "gamma_w": "γ_w (w = d^γ_w)"}
@@ -59,19 +68,38 @@ def run_figure(
     gamma_sigma2: float | None = None,
     gamma_w: float | None = None,
     fmt: ImageFormat = "png",
-    spectrum_scale: Literal["linear", "log"] = "linear",
+    spectrum_scale: Literal["linear", "log"] = "log",
 ) -> bytes:
     """The paper's Figure 1 for one run.
 
     ``trajectory``: long format, columns ``dynamics``, ``step``, ``train_error``, ``test_error`` (more are
     ignored; None/NaN/inf are gaps). ``spectra``: dynamics -> (steps, singular values of shape (n, d), each row
     s_1 >= s_2 >= ...). Left: train and test error of each dynamics over the steps (log y). Right: the ``rank``
-    largest singular values in their own colours, the rest as a band (min..max of s_{k+1..d}), one line style
-    per dynamics, the threshold sigma^2 w as a horizontal line; linear y by default, where the speed-up of a
-    singular value once it crosses the threshold shows as the curve turning upwards (``spectrum_scale="log"``
-    for a log axis).
+    largest singular values in their own colours, the rest as a band (min..max of s_{k+1..d}; GD's filled grey,
+    the self-consistent one hatched), one line style per dynamics, the threshold sigma^2 w as a horizontal
+    line; log y by default, as in the paper, where the slow (lazy) growth below the threshold and the speed-up
+    once a singular value crosses it are both visible (``spectrum_scale="linear"`` for a linear axis). Spectra
+    recorded at fewer than ``SMOOTH_SPECTRA`` steps are drawn with markers and the panel says how often they
+    were recorded (a run records one every ``spectrum_every`` steps). The legends sit beside the panels,
+    outside the data.
     """
     _check_format(fmt)
+    return render(draw_run_figure(trajectory, spectra, rank=rank, threshold=threshold, d=d,
+                                  gamma_sigma2=gamma_sigma2, gamma_w=gamma_w, spectrum_scale=spectrum_scale), fmt)
+
+
+def draw_run_figure(
+    trajectory: pd.DataFrame | Mapping[str, Sequence[Any]],
+    spectra: Mapping[str, tuple[Any, Any]],
+    *,
+    rank: int,
+    threshold: float | None,
+    d: int | None = None,
+    gamma_sigma2: float | None = None,
+    gamma_w: float | None = None,
+    spectrum_scale: Literal["linear", "log"] = "log",
+) -> Figure:
+    """The matplotlib Figure that ``run_figure`` renders (its two axes: errors, singular values)."""
     frame = pd.DataFrame(trajectory)
     names = _dynamics_order([*frame["dynamics"].unique().tolist(), *spectra]) if len(frame) else list(spectra)
 
@@ -96,12 +124,13 @@ def run_figure(
     left.set_title("train and test error")
     left.grid(True, which="both", alpha=0.25)
     if left.lines:
-        left.legend(loc="best", fontsize="small")
+        left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize="small", ncols=2, frameon=False)
 
     # right: singular values
     k = max(int(rank), 0)
     colours = matplotlib.colormaps["tab10"]
-    band_colours = ["0.55", "0.8", "0.7", "0.9"]
+    n_spectra = 0
+    top_low = math.inf  # the smallest of the k largest singular values drawn: where a log axis starts
     for i, name in enumerate(names):
         if name not in spectra:
             continue
@@ -111,6 +140,8 @@ def run_figure(
         if values.ndim != 2 or not values.shape[0]:
             continue
         values = np.where(np.isfinite(values), values, np.nan)
+        n_spectra = max(n_spectra, len(steps))
+        marker = "o" if len(steps) < SMOOTH_SPECTRA else None
         style = LINE_STYLES.get(name, "-")
         label = LABELS.get(name, name)
         if values.shape[1] > k:
@@ -118,28 +149,37 @@ def run_figure(
             with np.errstate(all="ignore"):
                 low = _finite(np.min(np.where(np.isnan(rest), np.inf, rest), axis=1), spectrum_scale == "log")
                 high = _finite(np.max(np.where(np.isnan(rest), -np.inf, rest), axis=1), spectrum_scale == "log")
-            band = right.fill_between(steps, low, high, color=band_colours[i % len(band_colours)], alpha=0.45,
-                                      linestyle=style, edgecolor="0.35", linewidth=0.8,
+            look = BAND_STYLES[i % len(BAND_STYLES)]
+            band = right.fill_between(steps, low, high, linestyle=style, linewidth=1.0, **look,
                                       label=f"{label}: s_{k + 1}..s_{values.shape[1]} (band)")
             band.set_gid(f"band-{name}")
+        if spectrum_scale == "log" and k:
+            top = values[:, :k][np.isfinite(values[:, :k]) & (values[:, :k] > 0)]
+            top_low = min(top_low, float(top.min())) if top.size else top_low
         for j in range(min(k, values.shape[1])):
-            (line,) = right.plot(steps, _finite(values[:, j], spectrum_scale == "log"), linestyle=style, color=colours(j % 10),
-                                 linewidth=1.6, label=f"{label}: s_{j + 1}")
+            (line,) = right.plot(steps, _finite(values[:, j], spectrum_scale == "log"), linestyle=style,
+                                 color=colours(j % 10), linewidth=1.6, marker=marker, markersize=3,
+                                 label=f"{label}: s_{j + 1}")
             line.set_gid(f"singular-value-{name}-{j + 1}")
     if threshold is not None and math.isfinite(threshold) and threshold > 0:
         line = right.axhline(threshold, color="black", linestyle=(0, (1, 2)), linewidth=1.4,
                              label=f"threshold σ²w = {threshold:.4g}")
         line.set_gid("threshold")
     right.set_yscale(spectrum_scale)
+    if math.isfinite(top_low):  # the smallest s_i of a square noise matrix are near 0: start a decade below s_k
+        right.set_ylim(bottom=top_low / 10)
     right.set_xlabel("iteration")
     right.set_ylabel("singular values of A")
-    right.set_title(f"singular values (the {k} largest in colour, the rest as a band)")
+    title = f"singular values (the {k} largest in colour, the rest as a band)"
+    if 0 < n_spectra < SMOOTH_SPECTRA:
+        title += f"\nonly {n_spectra} recorded spectra (markers): submit with spectrum_every = 1 for smooth curves"
+    right.set_title(title)
     right.grid(True, which="both", alpha=0.25)
     if right.lines or right.collections:
-        right.legend(loc="center right", fontsize="x-small", ncols=2 if len(names) > 1 else 1, framealpha=0.85)
+        right.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
 
     fig.suptitle(_run_title(d, rank, gamma_sigma2, gamma_w, threshold, names))
-    return render(fig, fmt)
+    return fig
 
 
 def run_figure_inputs(result: Any) -> dict[str, Any]:
@@ -424,14 +464,21 @@ def _theory_lines(ax: Axes, xlim: tuple[float, float], ylim: tuple[float, float]
     styles = {"theory-active-lazy": ("white", "-"), "theory-infinite-noise": ("red", "-"),
               "theory-underparametrised": ("orange", "--")}
     gs = np.linspace(xlim[0], xlim[1], 200)
+    outside = []
     for gid, label, f in theory_lines(d, rank):
         gw = np.asarray(f(gs), dtype=float)
-        visible = bool(np.any((gw >= ylim[0]) & (gw <= ylim[1])))
+        if not bool(np.any((gw >= ylim[0]) & (gw <= ylim[1]))):
+            outside.append(label)  # not drawn, so not in the legend: said on the panel
+            continue
         colour, style = styles[gid]
-        (line,) = ax.plot(gs, gw, color=colour, linestyle=style, linewidth=2.2,
-                          label=label if visible else f"{label}, outside the grid",
+        (line,) = ax.plot(gs, gw, color=colour, linestyle=style, linewidth=2.2, label=label,
                           path_effects=_outline() if colour == "white" else None)
         line.set_gid(gid)
+    if outside:
+        note = ax.text(0.01, 0.01, "outside the grid: " + "; ".join(outside), transform=ax.transAxes,
+                       fontsize="x-small", ha="left", va="bottom",
+                       bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 2})
+        note.set_gid("theory-outside-grid")
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
 

@@ -206,6 +206,11 @@ class Run(_Resource):
         self._full = True
         return self
 
+    def delete(self) -> None:
+        """Delete the run with its trajectory (a queued or running one is cancelled first); NotFound if there
+        is no such run, Conflict if it is a point of a sweep (delete the sweep)."""
+        self.client.request("DELETE", f"/v1/runs/{self.id}", retry_unsent_only=True)
+
 
 # ---- a sweep ----------------------------------------------------------------------------------------------
 class Sweep(_Resource):
@@ -315,6 +320,11 @@ class Sweep(_Resource):
         self._data = dict(self.client._json("POST", f"/v1/sweeps/{self.id}/cancel"))
         self._full = True
         return self
+
+    def delete(self) -> None:
+        """Delete the sweep with all its runs and their trajectories (queued and running ones are cancelled
+        first); NotFound if there is no such sweep."""
+        self.client.request("DELETE", f"/v1/sweeps/{self.id}", retry_unsent_only=True)
 
 
 def view_params(aggregate: str | Sequence[str] | None, at: Any) -> list[tuple[str, str]]:

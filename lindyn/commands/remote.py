@@ -1,5 +1,6 @@
 """Commands that talk to a running lindyn service (through lindyn.client): ``submit``, ``status``, ``wait``,
-``watch``, ``runs``, ``fetch``, ``figure``, ``cancel``, ``sweep``, ``sweeps``, ``table``, ``phase-diagram``.
+``watch``, ``runs`` (``runs delete ID``), ``fetch``, ``figure``, ``cancel``, ``sweep`` (``sweep cancel|delete ID``),
+``sweeps``, ``table``, ``phase-diagram``.
 
 Each takes ``--server`` (LINDYN_SERVER, default http://127.0.0.1:8000) and ``--api-key`` (LINDYN_API_KEY):
 ``@with_service_options`` (service_options.py).
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from lindyn.client import Client, Event, Run, Sweep
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="print only the id (for a shell variable: RUN_ID=$(lindyn ... -q))")
+]
 TagOpt = Annotated[
     Optional[list[str]], typer.Option(help="key=value label (repeatable)", show_default=False)  # noqa: UP045
 ]
@@ -147,18 +151,26 @@ def submit(
     force: Annotated[bool, typer.Option("--force", help="run again even if the same request ran before")] = False,
     progress: Annotated[bool, typer.Option(help="progress bar on stderr while waiting")] = True,
     json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
     *,
     service: Service,
 ) -> None:
     """Submit one run to the service (the request flags of simulate).
 
-    Prints the run's id and status, or with --wait its result."""
+    Prints the run's id and status, or with --wait its result; --quiet only its id."""
     tags = _parse_tags(tag)
     with _api_errors(), service.client() as client:
         run = client.submit(request_data, name=name, tags=tags or None, force=force)
         if wait:
             run.wait(progress=progress)
+            if quiet:
+                typer.echo(run.id)
+                if run.status in ("failed", "cancelled"):
+                    raise _fail(f"run {run.id} {run.status}: {run.error or ''}")
+                return
             _finished_or_exit(run, json_output)
+        elif quiet:
+            typer.echo(run.id)
         elif json_output:
             _echo_json({"id": run.id, "status": run.status})
         else:
@@ -277,6 +289,12 @@ def _watch_view(target: Run | Sweep, latest: dict[str, dict[str, Any]]) -> Any:
 
 @with_service_options
 def runs(
+    action: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Argument(help="delete, with the run's id: `lindyn runs delete RUN_ID`; none: list runs",
+                       show_default=False),
+    ] = None,
+    run_id: Annotated[Optional[str], typer.Argument(help="the run's id (delete)", show_default=False)] = None,  # noqa: UP045
     status: Annotated[
         Optional[list[str]], typer.Option(help="only this status (repeatable)", show_default=False)  # noqa: UP045
     ] = None,
@@ -297,7 +315,18 @@ def runs(
     *,
     service: Service,
 ) -> None:
-    """List runs matching filters (newest first by default), up to --limit."""
+    """List runs matching filters (newest first by default), up to --limit. `lindyn runs delete RUN_ID` deletes
+    a run with its trajectory (a queued or running one is cancelled first; a point of a sweep is refused:
+    `lindyn sweep delete SWEEP_ID`)."""
+    if action is not None:
+        if action != "delete":
+            raise typer.BadParameter(f"{action!r}: expected delete (or no argument to list runs)", param_hint="ACTION")
+        if run_id is None:
+            raise typer.BadParameter("lindyn runs delete needs the run's id", param_hint="RUN_ID")
+        with _api_errors(), service.client() as client:
+            client.run(run_id).delete()
+        typer.echo(f"{run_id} deleted")
+        return
     filters: dict[str, Any] = {"status": status, "sweep_id": sweep, "name": name, "tag": tag,
                                "dynamics": dynamics, "sort": sort}  # fmt: skip
     extra: dict[str, list[str]] = {}
@@ -370,11 +399,19 @@ def cancel(run_id: RunIdArg, json_output: JsonOpt = False, *, service: Service) 
 @with_service_options
 def sweep(
     request_data: dict[str, Any],
+    action: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Argument(help="cancel or delete, with the sweep's id: `lindyn sweep cancel|delete SWEEP_ID`; "
+                       "none: submit a sweep", show_default=False),
+    ] = None,
+    sweep_id: Annotated[
+        Optional[str], typer.Argument(help="the sweep's id (cancel, delete)", show_default=False)  # noqa: UP045
+    ] = None,
     axis: Annotated[
-        list[str],
+        Optional[list[str]],  # noqa: UP045
         typer.Option(help="FIELD=linspace:START:STOP:N or FIELD=values:V1,V2,... (repeatable, one to three)",
                      show_default=False),
-    ],
+    ] = None,
     name: Annotated[Optional[str], typer.Option(help="a name to find the sweep by")] = None,  # noqa: UP045
     tag: TagOpt = None,
     chunk_size: Annotated[
@@ -399,15 +436,23 @@ def sweep(
     wait: Annotated[bool, typer.Option("--wait", help="wait for every run, then print the sweep")] = False,
     progress: Annotated[bool, typer.Option(help="progress bar on stderr while waiting")] = True,
     json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
     *,
     service: Service,
 ) -> None:
     """Submit a grid of runs: the request flags give the base, each --axis a field and its values.
 
     Prints the sweep's id and size, or with --wait its counts per status. --name and --tag label the sweep.
-    --refine-metric (with --refine-rounds, --refine-budget) adds points where that metric changes most."""
+    --refine-metric (with --refine-rounds, --refine-budget) adds points where that metric changes most.
+    `lindyn sweep cancel SWEEP_ID` cancels its queued and running runs; `lindyn sweep delete SWEEP_ID` deletes
+    it with all its runs and their trajectories."""
     from lindyn.client import axis_spec
 
+    if action is not None:
+        _sweep_action(action, sweep_id, request_data, axis, json_output, service)
+        return
+    if not axis:
+        raise typer.BadParameter("give one to three axes", param_hint="--axis")
     tags = _parse_tags(tag)
     axes: dict[str, dict[str, Any]] = {}
     for a in axis:
@@ -432,14 +477,41 @@ def sweep(
         created = sw.as_dict()
         if wait:
             sw.wait(progress=progress)
-            if json_output:
+            if quiet:
+                typer.echo(sw.id)
+            elif json_output:
                 _echo_json(sw.data)
             else:
                 _print_sweep(sw.data)
+        elif quiet:
+            typer.echo(sw.id)
         elif json_output:
             _echo_json(created)
         else:
             typer.echo(f"{sw.id} {created.get('total')} runs")
+
+
+def _sweep_action(action: str, sweep_id: str | None, request_data: dict[str, Any], axis: list[str] | None,
+                  json_output: bool, service: Service) -> None:
+    """``lindyn sweep cancel|delete SWEEP_ID``."""
+    if action not in ("cancel", "delete"):
+        raise typer.BadParameter(f"{action!r}: expected cancel or delete (or no argument to submit a sweep)",
+                                 param_hint="ACTION")
+    if sweep_id is None:
+        raise typer.BadParameter(f"lindyn sweep {action} needs the sweep's id", param_hint="SWEEP_ID")
+    if axis or request_data:
+        raise typer.BadParameter(f"lindyn sweep {action} takes no request flags or --axis", param_hint="ACTION")
+    with _api_errors(), service.client() as client:
+        sw = client.get_sweep(sweep_id)
+        if action == "delete":
+            sw.delete()
+            typer.echo(f"{sweep_id} deleted")
+            return
+        sw.cancel()
+    if json_output:
+        _echo_json(sw.data)
+    else:
+        _print_sweep(sw.data)
 
 
 def _print_sweep(data: dict[str, Any]) -> None:

@@ -28,11 +28,15 @@ reproduce_app = typer.Typer(
     help="Reproduce the paper's Figures 1 and 2 through a lindyn service.", no_args_is_help=True
 )
 
-#: docs/method.md section 6
+#: docs/method.md section 6. GD in the paper's order (``sequential``: W2's update uses the new W1). The
+#: notebook's 100 iterations are 100 updates with the errors measured after each, A_0..A_100: lindyn's
+#: ``steps = 100`` records the same 101 iterates.
 FIGURE1: dict[str, Any] = {
     "d": 500, "rank": 5, "gamma_sigma2": -1.85, "gamma_w": 2.25, "lr_constant": 5, "steps": 100,
-    "dynamics": ["gd", "self_consistent"], "record_every": 1, "spectrum_every": 1,
+    "dynamics": ["gd", "self_consistent"], "gd_update": "sequential", "record_every": 1, "spectrum_every": 1,
 }  # fmt: skip
+#: Figure 2's cap as the paper counts it: main.ipynb's loop ``for i in range(750)`` measures A_0..A_749
+PAPER_ITERATIONS = 750
 
 OutDirOpt = Annotated[Path, typer.Option("--out-dir", help="where the figures and data are written")]
 EmbeddedOpt = Annotated[
@@ -41,12 +45,20 @@ EmbeddedOpt = Annotated[
 FormatOpt = Annotated[str, typer.Option("--format", help="png or svg")]
 
 
-def figure2_request(d: int, grid: int, dynamics: list[str], steps: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def figure2_request(
+    d: int, grid: int, dynamics: list[str], iterations: int = PAPER_ITERATIONS
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(base, axes) of the paper's Figure 2: gamma_sigma2 in linspace(-2.2, -0.8), gamma_w in
-    linspace(1.75, 2.8), GD (and self-consistent), lr_constant 50, paper stopping, at most 750 steps."""
+    linspace(1.75, 2.8), GD in the paper's (sequential) order (and self-consistent), lr_constant 50, paper
+    stopping, at most ``iterations`` iterations as main.ipynb counts them (750 there).
+
+    The notebook's ``for i in range(n)`` measures A_0..A_{n-1} (its last update is never measured); lindyn's
+    ``steps = s`` measures A_0..A_s, so ``steps = n - 1`` gives the same iterates, metrics and summaries
+    (docs/method.md section 6; tests/dynamics/test_paper_reference.py checks it)."""
     base = {
         "d": d, "rank": 5, "gamma_sigma2": -1.5, "gamma_w": 2.0, "dynamics": dynamics, "lr_constant": 50,
-        "stopping": "paper", "steps": steps, "record_every": 50, "spectrum_every": 0,
+        "stopping": "paper", "steps": iterations - 1, "gd_update": "sequential", "record_every": 50,
+        "spectrum_every": 0,
     }  # fmt: skip
     axes = {"gamma_sigma2": {"linspace": [-2.2, -0.8, grid]}, "gamma_w": {"linspace": [1.75, 2.8, grid]}}
     return base, axes
@@ -61,8 +73,8 @@ def figure1(
     *,
     service: Service,
 ) -> None:
-    """Figure 1: d = 500, k = 5, gamma_sigma2 = -1.85, gamma_w = 2.25, lr_constant 5, 100 steps, GD and
-    self-consistent; writes figure1.<format> and the trajectory figure1.parquet."""
+    """Figure 1: d = 500, k = 5, gamma_sigma2 = -1.85, gamma_w = 2.25, lr_constant 5, 100 steps (100 updates,
+    as in the paper), GD (the paper's sequential order) and self-consistent; writes figure1.<format> and the trajectory figure1.parquet."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with _service(service.server, embedded) as url:
         client = service.client(url)
@@ -77,6 +89,7 @@ def figure1(
         run.export(out_dir / "figure1.parquet")
     summary = {k: {m: v[m] for m in FIGURE2_METRICS if m in v} for k, v in run.summary.items()}
     typer.echo(json.dumps({"run": run.id, "wall_s": round(wall, 2), "summaries": summary,
+                           "comparison": run.data.get("comparison"),
                            "figure": str(out_dir / f"figure1.{fmt}")}, indent=2))  # fmt: skip
 
 
@@ -89,15 +102,19 @@ def figure2(
     d: Annotated[int, typer.Option(help="dimension (the paper: 200)")] = 200,
     grid: Annotated[int, typer.Option(help="points per axis (the paper: 30)")] = 30,
     dynamics: Annotated[str, typer.Option(help="comma-separated; the distance panel needs both")] = "gd,self_consistent",
-    steps: Annotated[int, typer.Option(help="at most this many iterations (the paper: 750)")] = 750,
+    iterations: Annotated[
+        int,
+        typer.Option(help="at most this many iterations as the paper counts them (750): its loop measures A_0.."
+                          "A_{n-1}, so the runs are submitted with steps = n - 1 and record the same iterates"),
+    ] = PAPER_ITERATIONS,
     chunk_size: Annotated[Optional[int], typer.Option(help="grid points per batch task")] = None,  # noqa: UP045
     *,
     service: Service,
 ) -> None:
-    """Figure 2: the (gamma_sigma2, gamma_w) phase diagrams; writes figure2.<format> (four panels) and the
+    """Figure 2: the (gamma_sigma2, gamma_w) phase diagrams, GD in the paper's (sequential) order; writes figure2.<format> (four panels) and the
     sweep's table figure2.parquet."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    base, axes = figure2_request(d, grid, [x.strip() for x in dynamics.split(",") if x.strip()], steps)
+    base, axes = figure2_request(d, grid, [x.strip() for x in dynamics.split(",") if x.strip()], iterations)
     with _service(service.server, embedded) as url:
         client = service.client(url)
         t0 = time.perf_counter()

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -91,8 +91,14 @@ def worker(
 
 @needs_server
 def serve(
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    host: Annotated[
+        Optional[str], typer.Option(help="address to listen on (default: LINDYN_HOST, else 127.0.0.1)")  # noqa: UP045
+    ] = None,
+    port: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(min=0, max=65535, help="port to listen on (default: LINDYN_PORT, else 8000; 0: one the system "
+                     "gives, printed once bound)"),
+    ] = None,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="API only (workers run elsewhere)")] = False,
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="processes of the embedded worker (default: LINDYN_WORKER_PROCESSES, "
@@ -111,6 +117,8 @@ def serve(
     from core.jobs import ensure_broker_folders
 
     settings = get_settings()
+    host = settings.host if host is None else host
+    port = settings.port if port is None else port
     migrations.upgrade(settings.db_url)
     ensure_broker_folders(settings)
     # bound before the worker starts and the URLs are printed: they name the port the system gave (--port 0)

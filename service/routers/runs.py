@@ -1,4 +1,4 @@
-"""/v1/runs: submit a run, read it, its trajectory, the list of runs; cancel."""
+"""/v1/runs: submit a run, read it, its trajectory, the list of runs; cancel; delete."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from dynamics.request import DynamicsName, InvalidRequest, parse_request
 from models import Run, RunStatus, RunTag
 from models import queries
-from models.runs import cancel_run, fail_run, find_reusable_run, new_run
+from models.runs import cancel_run, delete_runs, fail_run, find_reusable_run, new_run
 from service import errors
 from service.deps import QueueDep, SessionDep, SessionmakerDep, SettingsDep, get_or_404
 from service.events import EVENTS_RESPONSE, run_events
@@ -254,9 +254,11 @@ def read_figure(
     format: Annotated[ImageFormat, Query(description="png or svg")] = "png",  # noqa: A002
 ) -> Response:
     """Figure 1 of the paper for this run: train and test error of each dynamics over the steps (left); the
-    singular values over the steps, the `rank` largest in their own colours and the rest as a band, one line
-    style per dynamics, with the threshold sigma^2 w (right). Singular values are those recorded
-    (`spectrum_every`)."""
+    singular values over the steps on a log axis, the `rank` largest in their own colours and the rest as a
+    band (GD's filled, the self-consistent one hatched), one line style per dynamics, with the threshold
+    sigma^2 w (right); the legends beside the panels. Singular values are those recorded (`spectrum_every`):
+    submit with `spectrum_every = 1` for smooth curves (fewer than 30 recorded spectra are drawn with markers
+    and the panel says so)."""
     if run.status not in (RunStatus.succeeded, RunStatus.diverged):
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run.id} is {run.status}: it has no results to draw")
     image = run_figure_of(session, run, format)
@@ -275,3 +277,20 @@ def cancel(run: RunDep, session: SessionDep) -> RunRead:
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run.id} is {run.status}: it cannot be cancelled")
     session.commit()
     return RunRead.of(run)
+
+
+@router.delete(
+    "/{run_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_NOT_FOUND, 409: {"description": "the run is a point of a sweep (delete the sweep)"}},
+)
+def delete_run(run: RunDep, session: SessionDep) -> Response:
+    """Delete a run with its trajectory and summaries, in one transaction; a queued or running run is
+    cancelled first (its worker writes nothing more). A point of a sweep is refused with 409: delete the sweep,
+    so that a sweep's grid never has holes."""
+    if run.sweep_id is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run.id} is a point of sweep {run.sweep_id}: delete "
+                                                      "the sweep instead")
+    delete_runs(session, [run.id])
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

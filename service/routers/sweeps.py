@@ -12,7 +12,7 @@ from dynamics.request import DynamicsName
 from dynamics.result import DEFAULT_METRIC, FIGURE2_METRICS
 from models import RunStatus, Sweep, queries
 from models.runs import fail_runs
-from models.sweeps import cancel_sweep, create_sweep, sweep_runs, sweep_states, sweep_table_runs
+from models.sweeps import cancel_sweep, create_sweep, delete_sweep, sweep_runs, sweep_states, sweep_table_runs
 from service import errors
 from service.deps import QueueDep, SessionDep, SessionmakerDep, SettingsDep, get_or_404
 from service.events import EVENTS_RESPONSE, sweep_events
@@ -137,6 +137,15 @@ def read_events(
     with factory() as session:  # a session of its own, closed now: the stream holds none between its reads
         found = get_or_404(session, Sweep, sweep_id, "sweep").id
     return sweep_events(factory, found, settings.events_poll_interval_s, settings.events_heartbeat_s)
+
+
+@router.delete("/{sweep_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)
+def delete_one(sweep: SweepDep, session: SessionDep) -> Response:
+    """Delete a sweep with all its runs (their trajectories and summaries) and its tags, in one transaction;
+    its queued and running runs are cancelled first (their workers write nothing more)."""
+    delete_sweep(session, sweep.id)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(

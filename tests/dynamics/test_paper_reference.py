@@ -132,3 +132,31 @@ def test_gd_and_self_consistent_equal_dynamics_ipynb(order: str, sigma2: float, 
     assert math.isclose(cmp.max_distance, ref.max_distance, rel_tol=RTOL)
     assert math.isclose(cmp.log_max_distance, ref.log_max_distance, rel_tol=0, abs_tol=RTOL)
     assert ref.max_distance > 0.0 and int(np.argmax(ref.distance)) > 0
+
+
+@pytest.mark.parametrize("order", ["sequential", "simultaneous"])
+def test_the_step_cap_counts_as_main_ipynb_counts_it(order: str) -> None:
+    """main.ipynb's ``for i in range(n)`` measures A_0..A_{n-1} and stops at the cap with i = n - 1; lindyn's
+    ``steps = n - 1`` (what ``lindyn reproduce figure2`` submits for the paper's n = 750) measures the same
+    iterates and reaches the cap at the same iteration, with the same summary. A run that the paper's rules
+    never stop (noise-free, slow learning rate) so that the cap decides."""
+    from lindyn.commands.reproduce import PAPER_ITERATIONS, figure2_request
+
+    n = 40
+    r = _request(noise_std=0.0, sigma2=0.02, width=15, lr_constant=5000.0, dynamics=["gd"], stopping="paper",
+                 steps=n - 1, gd_update=order)  # fmt: skip
+    res = simulate(r)
+    A_star, E, W1, W2, eta = _reference_inputs(r, 5000.0)
+    ref = gd_run(A_star, E, W1, W2, eta, r.rank, iterations=n, order=order)
+    s, t = res.summaries["gd"], res.trajectories["gd"]
+    assert ref.stop == "max_steps" and ref.i == n - 1 and len(ref.metrics.losses) == n
+    assert (s.stop_reason, s.steps_run) == ("max_steps", ref.i)
+    assert t.step.tolist() == list(range(n))  # n iterates, as the notebook's n iterations
+    np.testing.assert_allclose(t.metrics["test_error"], ref.metrics.gen_losses, rtol=RTOL, atol=0)
+    want = ref.metrics.summary()
+    assert s.min_test_error_step == want["min_test_error_step"]
+    assert math.isclose(s.min_test_error, want["min_test_error"], rel_tol=RTOL)
+    # and one more step would be one more iterate than the notebook measured
+    assert simulate(r.model_copy(update={"steps": n})).summaries["gd"].steps_run == n
+    base, _ = figure2_request(200, 30, ["gd"])
+    assert PAPER_ITERATIONS == 750 and base["steps"] == 749 and base["gd_update"] == "sequential"

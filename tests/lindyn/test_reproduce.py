@@ -18,8 +18,11 @@ def test_paper_settings() -> None:
     r = SimulationRequest.model_validate(FIGURE1)
     assert (r.d, r.rank, r.width) == (500, 5, int(500**2.25))
     assert abs(r.threshold / 500**0.4 - 1) < 1e-6  # sigma^2 w = d^-1.85 floor(d^2.25), about d^0.4 = 12
+    assert r.gd_update == "sequential" and r.steps == 100  # the notebook's order; its 100 updates
     base, axes = figure2_request(200, 30, ["gd", "self_consistent"], 750)
-    assert base["lr_constant"] == 50 and base["stopping"] == "paper" and base["steps"] == 750
+    # the notebook's 750 iterations measure A_0..A_749: steps = 749 (tests/dynamics/test_paper_reference.py)
+    assert base["lr_constant"] == 50 and base["stopping"] == "paper" and base["steps"] == 749
+    assert base["gd_update"] == "sequential"
     assert axes == {"gamma_sigma2": {"linspace": [-2.2, -0.8, 30]}, "gamma_w": {"linspace": [1.75, 2.8, 30]}}
 
 
@@ -31,7 +34,7 @@ def test_reproduce_figure2_small_on_an_embedded_service(tmp_path: Path, fmt: str
     r = CliRunner().invoke(
         app,
         ["reproduce", "figure2", "--embedded", "--out-dir", str(tmp_path), "--d", "12", "--grid", "3",
-         "--steps", "60", "--format", fmt],
+         "--iterations", "61", "--format", fmt],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout[r.stdout.index("{") :])
@@ -47,7 +50,8 @@ def test_reproduce_figure2_small_on_an_embedded_service(tmp_path: Path, fmt: str
             assert label in texts, label
     table = pd.read_parquet(tmp_path / "figure2.parquet")
     assert len(table) == 9
-    base, _ = figure2_request(12, 3, ["gd", "self_consistent"], 60)
+    base, _ = figure2_request(12, 3, ["gd", "self_consistent"], 61)
+    assert base["steps"] == 60
     for row in table.to_dict("records"):
         alone = simulate(SimulationRequest(**{**base, "gamma_sigma2": row["gamma_sigma2"], "gamma_w": row["gamma_w"]}))
         for dyn in ("gd", "self_consistent"):

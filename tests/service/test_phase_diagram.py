@@ -55,16 +55,17 @@ def test_phase_diagram_png_and_svg_with_missing_points(client: TestClient, embed
     assert "γ_σ² (σ² = d^γ_σ²)" in texts and "γ_w (w = d^γ_w)" in texts
     assert "active / lazy: γ_σ² + γ_w = 1 (active below)" in texts
     assert "infinite noise: γ_w + 2 γ_σ² = 0 (theory holds below)" in texts
-    assert "underparametrised: w = k (γ_w = ln k / ln d = 0.279)" in texts
+    # below the grid: not drawn, so not in the legend; the panel says where it is
+    assert "outside the grid: underparametrised: w = k (γ_w = ln k / ln d = 0.279)" in texts
     assert "missing (not finished)" in texts and "4 of 9 grid points finished (d = 12, k = 2)" in texts
-    assert drawn(ids) == {"theory-active-lazy", "theory-infinite-noise", "theory-underparametrised",
+    assert drawn(ids) == {"theory-active-lazy", "theory-infinite-noise", "theory-outside-grid",
                           "heat-map-gd.min_test_error"}
 
     sc = client.get(f"/v1/sweeps/{sid}/phase-diagram",
                     params={"metric": "stable_rank_at_min", "dynamics": "self_consistent", "format": "svg"})
     assert sc.status_code == 200
     assert drawn(texts_and_ids(sc.content)[1]) == {"theory-active-lazy", "theory-infinite-noise",
-                                                   "theory-underparametrised", "heat-map-self_consistent.stable_rank_at_min"}
+                                                   "theory-outside-grid", "heat-map-self_consistent.stable_rank_at_min"}
 
     four = client.get(f"/v1/sweeps/{sid}/phase-diagram", params={"metric": "figure2", "format": "svg"})
     texts, ids = texts_and_ids(four.content)

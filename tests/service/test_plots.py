@@ -14,6 +14,8 @@ from PIL import Image
 from dynamics import SimulationRequest, simulate
 from service.plots import (
     MISSING_COLOUR,
+    SMOOTH_SPECTRA,
+    draw_run_figure,
     grid_of,
     metric_column,
     metric_columns,
@@ -82,6 +84,44 @@ def test_run_figure_svg_names_its_lines(result) -> None:  # type: ignore[no-unty
     assert "singular-value-gd-3" not in ids  # the rest is the band
 
 
+def _overlaps(a, b) -> bool:  # type: ignore[no-untyped-def]
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_run_figure_is_drawn_as_figure_1(result) -> None:  # type: ignore[no-untyped-def]
+    """Singular values on a log axis, the legends outside both panels' data, GD's band filled and the
+    self-consistent one hatched, smooth curves (a spectrum each step: no markers, no note)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = draw_run_figure(**run_figure_inputs(result))
+    FigureCanvasAgg(fig).draw()
+    left, right = fig.axes[:2]
+    assert (left.get_yscale(), right.get_yscale()) == ("log", "log")
+    renderer = fig.canvas.get_renderer()
+    for ax in (left, right):
+        legend = ax.get_legend()
+        assert legend is not None
+        assert not _overlaps(legend.get_window_extent(renderer), ax.get_window_extent(renderer))
+    bands = {c.get_gid(): c for c in right.collections if str(c.get_gid()).startswith("band-")}
+    gd, sc = bands["band-gd"], bands["band-self_consistent"]
+    assert gd.get_facecolor()[0][3] > 0 and not gd.get_hatch()  # filled
+    fc = sc.get_facecolor()
+    assert sc.get_hatch() and (fc.size == 0 or fc[0][3] == 0)  # hatched, not filled
+    assert all(line.get_marker() in ("None", None, "") for line in right.lines)
+    assert "recorded spectra" not in right.get_title()
+
+
+def test_run_figure_with_few_spectra_draws_markers_and_says_so() -> None:
+    steps = np.arange(0, 101, 10)  # spectrum_every = 10: 11 spectra
+    assert len(steps) < SMOOTH_SPECTRA
+    values = np.outer(np.exp(steps / 20.0), [3.0, 2.0, 1.0])
+    fig = draw_run_figure(pd.DataFrame({"dynamics": [], "step": [], "train_error": [], "test_error": []}),
+                          {"gd": (steps, values)}, rank=2, threshold=5.0)
+    right = fig.axes[1]
+    assert [line.get_marker() for line in right.lines if str(line.get_gid()).startswith("singular")] == ["o", "o"]
+    assert "only 11 recorded spectra" in right.get_title() and "spectrum_every = 1" in right.get_title()
+
+
 def test_run_figure_draws_gaps_for_missing_and_non_finite_values() -> None:
     trajectory = pd.DataFrame({
         "dynamics": ["gd"] * 4,
@@ -126,12 +166,17 @@ def test_phase_diagram_png_and_svg_with_the_theory_lines() -> None:
     texts = svg_texts(svg)
     assert "active / lazy: γ_σ² + γ_w = 1 (active below)" in texts
     assert "infinite noise: γ_w + 2 γ_σ² = 0 (theory holds below)" in texts
-    assert "underparametrised: w = k (γ_w = ln k / ln d = 0.304), outside the grid" in texts
+    # a line outside the grid is not drawn, so the legend does not list it; the panel says where it is
+    assert "outside the grid: underparametrised: w = k (γ_w = ln k / ln d = 0.304)" in texts
     assert "missing (not finished)" in texts
     assert "minimal test error" in texts and "γ_σ² (σ² = d^γ_σ²)" in texts and "γ_w (w = d^γ_w)" in texts
     ids = svg_ids(svg)
-    assert {"theory-active-lazy", "theory-infinite-noise", "theory-underparametrised",
+    assert {"theory-active-lazy", "theory-infinite-noise", "theory-outside-grid",
             "heat-map-gd.min_test_error"} <= ids
+    assert "theory-underparametrised" not in ids
+    legend_entries = [t for t in texts.splitlines() if t.startswith(("active /", "infinite", "underparametrised"))]
+    assert legend_entries == ["active / lazy: γ_σ² + γ_w = 1 (active below)",
+                              "infinite noise: γ_w + 2 γ_σ² = 0 (theory holds below)"]
 
 
 def test_the_underparametrised_line_is_drawn_inside_a_grid_that_reaches_it() -> None:
@@ -139,7 +184,10 @@ def test_the_underparametrised_line_is_drawn_inside_a_grid_that_reaches_it() -> 
     table["gamma_w"] = table["gamma_w"] - 1.6  # 0.15 .. 1.2: ln 5 / ln 200 = 0.304 is inside
     texts = svg_texts(phase_diagram(table, "gd.min_test_error", "svg", d=200, rank=5))
     assert "underparametrised: w = k (γ_w = ln k / ln d = 0.304)" in texts
-    assert "0.304), outside the grid" not in texts
+    notes = [t for t in texts.splitlines() if t.startswith("outside the grid")]
+    assert notes and not any("underparametrised" in n for n in notes)
+    assert "theory-underparametrised" in svg_ids(
+        phase_diagram(table, "gd.min_test_error", "svg", d=200, rank=5))
     assert "missing (not finished)" not in texts  # nothing missing: no such entry
 
 
@@ -165,7 +213,7 @@ def test_figure2_draws_four_panels_and_says_which_is_missing() -> None:
     table = grid_table()
     texts = svg_texts(phase_diagram(table, "figure2", "svg", d=200, rank=5))
     for title in ("minimal test error", "stable rank at the minimal test error",
-                  "iterations until the minimal test error", "log max distance GD vs self-consistent"):
+                  "iterations until the minimal test error", "log max distance GD vs self-consistent (natural log)"):
         assert title in texts, title
     gd_only = svg_texts(phase_diagram(table.drop(columns="log_max_distance"), "figure2", "svg"))
     assert "no log_max_distance in this table" in gd_only
