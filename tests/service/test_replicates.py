@@ -197,7 +197,9 @@ def test_three_axes_are_sliced_for_a_heat_map(client: TestClient, embedded_setti
     assert err["field"] == "at" and "3 axes to draw (gamma_sigma2, gamma_w, d)" in err["msg"] and "at=d:8" in err["msg"]
     run_all(client, embedded_settings, sid)
     texts, drawn = svg_of(client.get(f"/v1/sweeps/{sid}/phase-diagram", params={"format": "svg", "at": "d:10"}))
-    assert "heat-map-gd.min_test_error" in drawn and "theory-underparametrised" in drawn
+    # the slice fixes d, so the line w = k is known (ln 2 / ln 10 = 0.301: below the grid, said on the panel)
+    assert "heat-map-gd.min_test_error" in drawn and "theory-outside-grid" in drawn
+    assert "underparametrised: w = k (γ_w = ln k / ln d = 0.301)" in texts
     assert "(d = 10, k = 2)" in texts and "4 of 4 grid points finished" in texts
     # the heat map's values are those of the slice's runs
     sliced = client.get(f"/v1/sweeps/{sid}/table", params={"at": "d:10"}).json()
