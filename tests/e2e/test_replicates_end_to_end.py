@@ -58,7 +58,7 @@ def replicates_through_every_door(api: Api, tmp_path: Path) -> None:
         sweep = api.http.get(f"/v1/sweeps/{sid}").json()
         return sweep if sweep["status"] == "finished" else None
 
-    sweep = wait_for(finished, 180, f"sweep {sid} to finish", interval=0.25)
+    sweep = wait_for(finished, 300, f"sweep {sid} to finish", interval=0.25)
     assert sweep["replicates"] == ["seed"] and sweep["counts"]["succeeded"] == 12
 
     # HTTP: one row per (gamma_sigma2) at d = 10, the statistics of the three seeds

@@ -246,3 +246,17 @@ def test_missing_colour_is_not_in_the_colour_map() -> None:
 
     viridis = matplotlib.colormaps["viridis"](np.linspace(0, 1, 256))
     assert np.abs(viridis - np.array(to_rgba(MISSING_COLOUR))).sum(axis=1).min() > 0.1
+
+
+def test_line_plot_of_means_with_missing_sds_and_means() -> None:
+    """An aggregated table (service/replicates.py) with a point of one finished run (sd null) and one of
+    none (mean null): the line and its error bars are drawn, the gaps stay gaps."""
+    from service.plots import line_plot
+
+    table = pd.DataFrame({"gamma_w": [1.5, 2.0, 2.5], "gd.min_test_error.mean": [0.3, 0.4, None],
+                          "gd.min_test_error.sd": [0.01, None, None], "gd.min_test_error.n": [3, 1, 0]})
+    svg = line_plot(table, "min_test_error", "svg", x="gamma_w", aggregated=True, title="t")
+    ids = {el.get("id") for el in ET.fromstring(svg).iter()}
+    assert {"line-gd.min_test_error.mean", "error-bars-gd.min_test_error.mean"} <= ids
+    with pytest.raises(KeyError):
+        line_plot(table, "nonsense", "svg", x="gamma_w", aggregated=True)
