@@ -7,7 +7,6 @@ them lie near the active/lazy line gamma_sigma2 + gamma_w = 1."""
 from __future__ import annotations
 
 import itertools
-import json
 import subprocess
 import uuid
 from pathlib import Path
@@ -105,11 +104,14 @@ def test_refinement_on_the_embedded_default_through_the_cli_and_the_client(proce
              "--spectrum-every", "0", "--axis", "gamma_sigma2=linspace:-3:0:5", "--axis", "gamma_w=linspace:0.5:3.5:5",
              "--server", server]  # fmt: skip
     r = runner.invoke(app, ["sweep", *flags, "--refine-metric", METRIC, "--refine-rounds", str(PAPER_ROUNDS),
-                            "--refine-budget", str(PAPER_BUDGET), "--wait", "--no-progress", "--json"])
+                            "--refine-budget", str(PAPER_BUDGET), "--wait", "--no-progress"])
     assert r.exit_code == 0, r.output
-    sweep = json.loads(r.stdout)
+    first = r.stdout.splitlines()[0].split()
+    assert first[0] == "sweep" and first[2] == "finished", r.stdout
+    assert f"refine {METRIC}: round {PAPER_ROUNDS} of {PAPER_ROUNDS} (done), points per round [25, " in r.stdout
     with Client(server) as client:
-        table = client.get_sweep(sweep["id"]).table()
+        found = client.get_sweep(first[1])
+        sweep, table = found.data, found.table()
     check_refined(sweep, {c: list(table[c]) for c in table.columns})
     r = runner.invoke(app, ["sweep", *flags, "--refine-metric", "gd.colour", "--refine-budget", "5"])
     assert r.exit_code == 2 and "metric: 'gd.colour' is not a summary metric" in r.output, r.output
