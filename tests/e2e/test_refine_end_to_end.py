@@ -7,8 +7,8 @@ them lie near the active/lazy line gamma_sigma2 + gamma_w = 1."""
 from __future__ import annotations
 
 import itertools
-import json
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from core import Settings
 from dynamics import SimulationRequest, simulate
 from dynamics.refine import refine, round_budget
 from lindyn import Client
@@ -32,6 +33,7 @@ from tests.dynamics.test_refine import (
 from tests.e2e.conftest import LINDYN, Api, Processes, clean_env, start_api, start_serve, start_worker
 from tests.e2e.test_sweeps_end_to_end import close, wait_sweep
 from tests.own_redis import RedisServer, own_redis  # noqa: F401 - a fixture
+from workers.tasks import execute_batch
 
 pytestmark = pytest.mark.e2e
 
@@ -102,11 +104,14 @@ def test_refinement_on_the_embedded_default_through_the_cli_and_the_client(proce
              "--spectrum-every", "0", "--axis", "gamma_sigma2=linspace:-3:0:5", "--axis", "gamma_w=linspace:0.5:3.5:5",
              "--server", server]  # fmt: skip
     r = runner.invoke(app, ["sweep", *flags, "--refine-metric", METRIC, "--refine-rounds", str(PAPER_ROUNDS),
-                            "--refine-budget", str(PAPER_BUDGET), "--wait", "--no-progress", "--json"])
+                            "--refine-budget", str(PAPER_BUDGET), "--wait", "--no-progress"])
     assert r.exit_code == 0, r.output
-    sweep = json.loads(r.stdout)
+    first = r.stdout.splitlines()[0].split()
+    assert first[0] == "sweep" and first[2] == "finished", r.stdout
+    assert f"refine {METRIC}: round {PAPER_ROUNDS} of {PAPER_ROUNDS} (done), points per round [25, " in r.stdout
     with Client(server) as client:
-        table = client.get_sweep(sweep["id"]).table()
+        found = client.get_sweep(first[1])
+        sweep, table = found.data, found.table()
     check_refined(sweep, {c: list(table[c]) for c in table.columns})
     r = runner.invoke(app, ["sweep", *flags, "--refine-metric", "gd.colour", "--refine-budget", "5"])
     assert r.exit_code == 2 and "metric: 'gd.colour' is not a summary metric" in r.output, r.output
@@ -120,3 +125,31 @@ def test_refinement_on_the_embedded_default_through_the_cli_and_the_client(proce
     assert again.data["refine"]["points"] == sweep["refine"]["points"]
     assert sorted(zip(table2["gamma_sigma2"], table2["gamma_w"])) == sorted(zip(table["gamma_sigma2"],
                                                                                   table["gamma_w"]))
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_round_lost_with_its_worker_is_started_by_the_reaper(
+    postgres_url: str, own_redis: RedisServer, processes: Processes, tmp_path: Path  # noqa: F811
+) -> None:
+    """The grid's runs stored by a worker that died before starting round 1 (here: this process stores them and
+    starts nothing); a worker started afterwards finds the round in its reaper's first pass and runs the rest."""
+    env = clean_env(LINDYN_DATABASE_URL=postgres_url, LINDYN_BROKER_URL=own_redis.url,
+                    LINDYN_DATA_DIR=str(tmp_path / "data"))
+    migrate = subprocess.run([*LINDYN, "migrate"], env=env, capture_output=True, text=True, timeout=120)
+    assert migrate.returncode == 0, migrate.stderr
+    api = start_api(processes, env)
+    body = {"base": {"d": 12, "rank": 2, "steps": 30, "stopping": "paper", "dynamics": ["gd"]},
+            "axes": {"gamma_sigma2": {"values": [-2.0, -1.0, 0.0]}, "gamma_w": {"values": [0.5, 1.5, 2.5]}},
+            "refine": {"metric": METRIC, "rounds": 1, "budget": 6}}
+    sid = api.http.post("/v1/sweeps", json=body).json()["id"]
+    grid = api.http.get(f"/v1/sweeps/{sid}/table").json()["run_id"]
+    settings = Settings(database_url=postgres_url, data_dir=tmp_path / "data")
+    assert set(execute_batch([uuid.UUID(r) for r in grid], settings).values()) == {"succeeded"}
+    sweep = api.http.get(f"/v1/sweeps/{sid}").json()
+    assert sweep["status"] == "running" and sweep["refine"]["round"] == 0  # every run finished, no round started
+    start_worker(processes, "worker-cpu", env)
+    sweep = wait_sweep(api, sid, timeout=120)
+    assert sweep["status"] == "finished" and sweep["refine"]["round"] == 1 and sweep["refine"]["state"] == "done"
+    added = sweep["refine"]["points"][1]
+    assert 0 < added <= 6 and sweep["total"] == 9 + added == sweep["counts"]["succeeded"]
