@@ -32,7 +32,8 @@ def _fake_cupy(count: int | Exception, name: Any = b"Fake GPU", device_id: int =
         return {"name": name}
 
     runtime = types.SimpleNamespace(getDeviceCount=get_device_count, getDeviceProperties=get_device_properties)
-    cp.cuda = types.SimpleNamespace(runtime=runtime, Device=lambda: types.SimpleNamespace(id=device_id))  # type: ignore[attr-defined]
+    device = types.SimpleNamespace(id=device_id)
+    cp.cuda = types.SimpleNamespace(runtime=runtime, Device=lambda: device)  # type: ignore[attr-defined]
     cp.asked = asked  # type: ignore[attr-defined]
     return cp
 
@@ -91,7 +92,9 @@ def test_without_cupy_auto_is_numpy_and_cupy_is_unavailable(cupy_absent: None) -
 
 @pytest.mark.parametrize(("name", "device"), [(b"Fake GPU", "Fake GPU"), ("Other GPU", "Other GPU")])
 @pytest.mark.parametrize("asked", ["auto", "cupy"])
-def test_a_usable_device_gives_cupy_named_after_it(cupy_present, name: Any, device: str, asked: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_usable_device_gives_cupy_named_after_it(
+    cupy_present: Any, name: Any, device: str, asked: str
+) -> None:
     cp = _fake_cupy(1, name)
     cupy_present(cp)
     be = resolve_backend(asked)
@@ -100,7 +103,7 @@ def test_a_usable_device_gives_cupy_named_after_it(cupy_present, name: Any, devi
 
 
 @pytest.mark.parametrize("count", [0, RuntimeError("no CUDA driver")])
-def test_no_device_or_a_driver_error_falls_back_or_fails(cupy_present, count: int | Exception) -> None:  # type: ignore[no-untyped-def]
+def test_no_device_or_a_driver_error_falls_back_or_fails(cupy_present: Any, count: int | Exception) -> None:
     cupy_present(_fake_cupy(count))
     assert resolve_backend("auto").name == "numpy"
     with pytest.raises(BackendUnavailable):

@@ -102,3 +102,18 @@ def test_zero_matrix_and_zero_c_is_reported_unconverged() -> None:
 def test_to_host_of_host_arrays() -> None:
     assert _to_host(np, np.array([1.5])).tolist() == [1.5]
     assert _to_host(np, [1.0, 2.0]).tolist() == [1.0, 2.0]
+
+
+def test_iteration_count_edges() -> None:
+    """ratio >= 1 (c^2 bounds the whole spectrum): no iteration, exact; tol = 0 is met by an exact root."""
+    assert iterations_needed(1.0) == (0, 0.0)
+    assert iterations_needed(1.5) == (0, 0.0)  # clipped to 1
+    assert iterations_needed(1.0, tol=0.0) == (0, 0.0)
+    _, _, info = sqrt_pair(np, np.zeros((1, 3, 3)), np.ones((1, 1, 1)), tol=0.0)  # M = I, scale 1, ratio 1
+    assert (info.iterations, info.converged, info.bound) == (0, True, 0.0)  # bound <= tol: converged
+
+
+def test_sqrt_pair_of_an_empty_batch() -> None:
+    left, right, info = sqrt_pair(np, np.zeros((0, 3, 3)), np.ones((0, 1, 1)))
+    assert left.shape == right.shape == (0, 3, 3)
+    assert (info.iterations, info.converged) == (0, True)

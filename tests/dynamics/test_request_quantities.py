@@ -175,3 +175,10 @@ def test_problems_text_and_fields() -> None:
         parse_request(dict(d=4, rank=1, sigma2=0.1))
     (p,) = info.value.problems
     assert p.field == "gamma_w" and p.reason == "give either gamma_w or width"
+
+
+def test_a_request_that_is_not_an_object_names_no_field() -> None:
+    with pytest.raises(InvalidRequest) as info:
+        parse_request([1, 2])
+    (p,) = info.value.problems
+    assert p.field is None and p.loc == () and str(info.value).startswith("request: ")

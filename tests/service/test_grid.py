@@ -75,3 +75,22 @@ def test_chunks_one_per_size_by_default_and_lengths_must_match() -> None:
     assert chunks(ids, requests, size=10, spread=2) == [("numpy", ids[0::2]), ("numpy", ids[1::2])]
     with pytest.raises(ValueError):
         chunks(ids[:4], requests, size=10)
+
+
+def test_points_are_checked_against_the_given_limits() -> None:
+    body = SweepCreate(base={"d": 6, "rank": 1, "gamma_sigma2": -1.0, "gamma_w": 1.0},
+                       axes={"steps": {"values": [10, 20]}})
+    assert len(expand(body, Limits(), max_points=10).requests) == 2
+    with pytest.raises(GridError) as info:
+        expand(body, Limits(max_steps=15), max_points=10)
+    assert [d["loc"] for d in info.value.details] == [["body", "axes", "steps"]]  # only steps = 20
+
+
+def test_each_fault_of_the_base_is_reported_once() -> None:
+    """Two faults of the base (negative noise, negative c_lr): each once, at the first point, not once per point."""
+    body = SweepCreate(base={"d": 6, "rank": 1, "noise_std": -1.0, "lr_constant": -1.0, "gamma_sigma2": -1.0,
+                             "gamma_w": 1.0},
+                       axes={"seed": {"values": [0, 1, 2]}})
+    with pytest.raises(GridError) as info:
+        expand(body, Limits(), max_points=10)
+    assert sorted(d["field"] for d in info.value.details) == ["lr_constant", "noise_std"]
