@@ -83,6 +83,8 @@ def filtered(q: RunQuery, *, with_summary: bool = False) -> Select[Any]:
     if q.uses_summary:
         if q.dynamics is None:
             raise ValueError("summary metrics need a dynamics")
+        # a range on a summary metric keeps only runs with that summary: the same rows as an inner join
+        with_summary = with_summary or any(c in SUMMARY_RANGES for c in q.ranges)
         on = and_(RunSummary.run_id == Run.id, RunSummary.dynamics == q.dynamics)
         stmt = stmt.join(RunSummary, on) if with_summary else stmt.outerjoin(RunSummary, on)
     conds: list[ColumnElement[bool]] = []
