@@ -13,7 +13,7 @@ import binascii
 import json
 import math
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -80,13 +80,17 @@ def _sort_column(q: RunQuery) -> Any:
     return getattr(RunSummary, key) if key in SUMMARY_RANGES else getattr(Run, key)
 
 
-def filtered(q: RunQuery) -> Select[Any]:
-    """SELECT runs matching ``q`` (unordered)."""
+def filtered(q: RunQuery, *, with_summary: bool = False) -> Select[Any]:
+    """SELECT runs matching ``q`` (unordered); ``with_summary``: only those with a summary of ``q.dynamics``
+    (an inner join, which the database may read from the summaries' side)."""
     stmt = select(Run)
     if q.uses_summary:
         if q.dynamics is None:
             raise ValueError("summary metrics need a dynamics")
-        stmt = stmt.outerjoin(RunSummary, and_(RunSummary.run_id == Run.id, RunSummary.dynamics == q.dynamics))
+        # a range on a summary metric keeps only runs with that summary: the same rows as an inner join
+        with_summary = with_summary or any(c in SUMMARY_RANGES for c in q.ranges)
+        on = and_(RunSummary.run_id == Run.id, RunSummary.dynamics == q.dynamics)
+        stmt = stmt.join(RunSummary, on) if with_summary else stmt.outerjoin(RunSummary, on)
     conds: list[ColumnElement[bool]] = []
     if q.statuses:
         conds.append(Run.status.in_(q.statuses))
@@ -95,7 +99,7 @@ def filtered(q: RunQuery) -> Select[Any]:
     conds += label_conditions(Run, q.name, q.tags)
     if q.regime is not None:
         conds.append(Run.regime == q.regime)
-    if q.dynamics is not None:  # the run ran (or will run) it
+    if q.dynamics is not None and not with_summary:  # the run ran (or will run) it (it did if it has its summary)
         conds.append((literal(",") + Run.dynamics + literal(",")).like(f"%,{q.dynamics},%"))
     for name, value in q.equals.items():
         col = getattr(Run, name)
@@ -140,6 +144,9 @@ def label_conditions(
 
 
 def count(session: Session, q: RunQuery) -> int:
+    """How many runs match (a sort on a summary metric does not join the summaries: at most one per run)."""
+    if q.sort_key in SUMMARY_RANGES and not any(c in SUMMARY_RANGES for c in q.ranges):
+        q = replace(q, sort=DEFAULT_SORT)
     return session.scalar(select(func.count()).select_from(filtered(q).with_only_columns(Run.id).subquery())) or 0
 
 
@@ -155,16 +162,19 @@ def page(
     col = _sort_column(q)
     nullable = _nullable(q)
     stmt = filtered(q).with_only_columns(Run.id)
-    if cursor is not None:
-        key, last_id = decode_cursor(cursor, q)
-        stmt = stmt.where(_after(col, key, last_id, q.descending, nullable))
-    order = (col.desc(), Run.id.desc()) if q.descending else (col.asc(), Run.id.asc())
-    # "key is null" leads the order only where the key can be null: in front of a NOT NULL column it would
-    # keep the database from reading the column's index in order (a sort of every matching row instead)
-    stmt = stmt.order_by(*([col.is_(None)] if nullable else []), *order).limit(limit + 1)
-    if cursor is None and offset:
-        stmt = stmt.offset(offset)
-    ids = list(session.scalars(stmt))
+    key, last_id = decode_cursor(cursor, q) if cursor is not None else (None, None)
+    if q.sort_key in SUMMARY_RANGES and not (cursor is None and offset):
+        ids = _valued_then_null(session, q, col, limit + 1, after=last_id is not None, key=key, last_id=last_id)
+    else:
+        if last_id is not None:
+            stmt = stmt.where(_after(col, key, last_id, q.descending, nullable))
+        order = (col.desc(), Run.id.desc()) if q.descending else (col.asc(), Run.id.asc())
+        # "key is null" leads the order only where the key can be null: in front of a NOT NULL column it would
+        # keep the database from reading the column's index in order (a sort of every matching row instead)
+        stmt = stmt.order_by(*([col.is_(None)] if nullable else []), *order).limit(limit + 1)
+        if cursor is None and offset:
+            stmt = stmt.offset(offset)
+        ids = list(session.scalars(stmt))
     found = {r.id: r for r in session.scalars(select(Run).where(Run.id.in_(ids)).options(*options))} if ids else {}
     rows = [found[i] for i in ids if i in found]  # (a run deleted in between is left out)
     if len(rows) <= limit:
@@ -173,6 +183,31 @@ def page(
     last = rows[-1]
     last_key = _key_of(session, last, q)
     return rows, encode_cursor(q, last_key, last.id)
+
+
+def _valued_then_null(
+    session: Session, q: RunQuery, col: Any, n: int, *, after: bool, key: Any, last_id: uuid.UUID | None
+) -> list[uuid.UUID]:
+    """Up to ``n`` ids of runs sorted on a summary metric, after the cursor (key, last_id) when ``after``, in
+    the order (key is null, key, id): two queries, each in an order an index gives, where one query would
+    sort every run the filters keep (the outer join's nulls first): the runs with a value, by (key, id)
+    (along the metric's index when it has one), then, if the page is not full, those without, by id."""
+    by_id = Run.id.desc() if q.descending else Run.id.asc()
+    out: list[uuid.UUID] = []
+    if not (after and key is None):  # not yet in the trailing block of nulls
+        valued = filtered(q, with_summary=True).with_only_columns(Run.id).where(col.is_not(None))
+        if after:
+            assert last_id is not None
+            valued = valued.where(_after(col, key, last_id, q.descending, nullable=False))
+        order = col.desc() if q.descending else col.asc()
+        out = list(session.scalars(valued.order_by(order, by_id).limit(n)))
+    if len(out) < n:
+        nulls = filtered(q).with_only_columns(Run.id).where(col.is_(None))
+        if after and key is None:
+            assert last_id is not None
+            nulls = nulls.where(Run.id < last_id if q.descending else Run.id > last_id)
+        out += list(session.scalars(nulls.order_by(by_id).limit(n - len(out))))
+    return out
 
 
 def _nullable(q: RunQuery) -> bool:

@@ -306,6 +306,12 @@ def test_heatmap_cells_by_keyboard(page: Page, server: Api) -> None:
     p.keyboard.press("End")
     assert focused()["cell"] == "2,1"
     p.keyboard.press("ArrowLeft")
+    # focus leaves: the outline goes; focus comes back: the same cell
+    p.keyboard.press("Shift+Tab")
+    assert p.evaluate("() => { const d = document.querySelector('#panels .plot');"
+                      " return [d.layout.shapes.length, d.dataset.cell === undefined]; }") == [0, True]
+    p.keyboard.press("Tab")
+    assert focused()["cell"] == "1,1"
     p.keyboard.press("Enter")
     p.wait_for_url(f"**/ui/runs/{run_at[(-1.5, 2.0)]}", wait_until="commit")
     p.wait_for_function("() => document.getElementById('status').textContent === 'succeeded'")

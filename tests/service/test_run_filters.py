@@ -143,6 +143,31 @@ def test_cursor_pages_are_stable_and_complete(api: tuple[TestClient, Settings]) 
     assert _all_pages(c, {"limit": 7})[1] == 1
 
 
+def test_cursor_pages_on_a_summary_metric_cross_into_the_runs_without_one(api: tuple[TestClient, Settings]) -> None:
+    """Sorted on GD's min test error (valued runs read first, then those without a summary: two queries), pages
+    of 2 give the whole list once, in order, with ties (the same request run three times) broken by id."""
+    c, settings = api
+    valued, queued = [], []
+    for seed, force in ((0, False), (1, False), (2, False), (0, True), (0, True), (3, False)):
+        rid = c.post("/v1/runs", params={"force": force}, json={**BASE, "seed": seed}).json()["id"]
+        assert execute_run(uuid.UUID(rid), settings) in ("succeeded", "diverged")
+        valued.append(rid)
+    for seed in (10, 11, 12):
+        queued.append(c.post("/v1/runs", json={**BASE, "seed": seed}).json()["id"])
+    error = {rid: c.get(f"/v1/runs/{rid}").json()["summaries"]["gd"]["min_test_error"] for rid in valued}
+    assert len(set(error.values())) == 4  # seed 0 three times: a tie of three
+    for sort in ("min_test_error", "-min_test_error"):
+        down = sort.startswith("-")
+        expected = sorted(valued, key=lambda r: (error[r], uuid.UUID(r)), reverse=down)
+        expected += sorted(queued, key=uuid.UUID, reverse=down)  # without a value: last either way, by id
+        whole = _ids(c.get("/v1/runs", params={"dynamics": "gd", "sort": sort, "limit": 100}).json())
+        assert whole == expected, sort
+        for limit in (2, 3, 6):
+            assert _all_pages(c, {"dynamics": "gd", "sort": sort, "limit": limit})[0] == expected, (sort, limit)
+        offset = c.get("/v1/runs", params={"dynamics": "gd", "sort": sort, "limit": 4, "offset": 4}).json()
+        assert _ids(offset) == expected[4:8]
+
+
 @pytest.mark.parametrize(
     ("params", "field", "words"),
     [

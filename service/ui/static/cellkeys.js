@@ -49,9 +49,10 @@ export function cellKeys(div, { xs, ys, runs, describe, label }) {
   };
   div.onfocus = show;
   div.onblur = () => {
-    Plotly.relayout(div, { shapes: [] });
-    Plotly.Fx.unhover(div);
     delete div.dataset.cell;
+    if (!div.isConnected) return; // replaced by a refresh
+    Plotly.Fx.unhover(div);
+    Plotly.relayout(div, { shapes: [] }).catch(() => {});
   };
   div.onkeydown = (ev) => {
     if (ev.key === "Enter") {
