@@ -179,3 +179,39 @@ def test_the_events_of_a_sweep(client: TestClient, settings: Settings) -> None:
     assert [e[1] for e in events] == ["status", "end"]
     assert events[0][2]["counts"]["cancelled"] == 2 and events[1][2] == {"status": "cancelled"}
     assert client.get(f"/v1/sweeps/{uuid.uuid4()}/events").status_code == 404
+
+
+def test_a_stream_outlives_a_dropped_database_connection() -> None:
+    """A poll that finds the database away is tried again at the next one (the stream goes on, nothing is
+    lost); heartbeats go out while nothing happens; any other error ends the stream."""
+    import anyio
+    from sqlalchemy.exc import OperationalError
+
+    from service.events import _stream, event_text
+
+    pending: list[str] = []
+    calls = {"n": 0}
+
+    def poll() -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+        if calls["n"] == 4:
+            pending.append(event_text("end", {"status": "succeeded"}, 1))
+
+    async def collect() -> list[str]:
+        return [chunk async for chunk in _stream(poll, pending, lambda: calls["n"] >= 4, 0.001, 0.0)]
+
+    chunks = anyio.run(collect)
+    assert calls["n"] == 4 and chunks[0].startswith("retry: ") and chunks[-1].startswith("id: 1\nevent: end")
+    assert ": keepalive\n\n" in chunks
+
+    def broken() -> None:
+        raise ValueError("a bug")
+
+    async def fails() -> None:
+        async for _ in _stream(broken, [], lambda: False, 0.001, 10.0):
+            pass
+
+    with pytest.raises(ValueError, match="a bug"):
+        anyio.run(fails)
