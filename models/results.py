@@ -98,28 +98,34 @@ def dynamics_rows(
     return [by_step[s] for s in sorted(by_step)]
 
 
-def store_live_rows(
-    session: Session, run_id: uuid.UUID, attempt: int, pieces: Sequence[tuple[str, Trajectory]]
-) -> int:
-    """Add what a running run recorded since its last write (``pieces``: (dynamics, trajectory piece)), in
-    the caller's transaction, so its trajectory can be read while it runs; how many rows were written. Only
-    while the run is running its ``attempt`` (a run requeued and claimed again belongs to its new worker,
-    whose claim deleted the old rows). Rows already stored at the same (dynamics, step) are replaced, so a
-    write retried after a dropped connection never doubles them. ``store_result`` replaces them all at the end."""
-    live = select(Run.id).where(Run.id == run_id, Run.status == RunStatus.running, Run.attempts == attempt)
-    if session.scalar(live) is None:
-        return 0
-    rows = [row for name, traj in pieces for row in dynamics_rows(run_id, name, traj)]
+def store_live_rows(session: Session, pieces: Sequence[tuple[uuid.UUID, str, Trajectory]]) -> int:
+    """Add what running runs recorded since their last write (``pieces``: (run id, dynamics, trajectory
+    piece)) in one INSERT, in the caller's transaction, so their trajectories can be read while they run; how
+    many rows were sent. The caller checked, in this transaction, that each run is still running the attempt
+    whose rows these are (``record_progress``'s answer): a run claimed again starts afresh (its claim deleted
+    the old rows). A row already stored at the same (run, dynamics, step) is kept (ON CONFLICT DO NOTHING on
+    PostgreSQL and SQLite): within one attempt its values are the same, so a write retried after a dropped
+    connection never doubles a row. ``store_result`` replaces them all at the end."""
+    rows = [row for run_id, name, traj in pieces for row in dynamics_rows(run_id, name, traj)]
     if not rows:
         return 0
-    steps = [row["step"] for row in rows]
-    names = sorted({row["dynamics"] for row in rows})
-    session.execute(delete(TrajectoryPoint).where(
-        TrajectoryPoint.run_id == run_id, TrajectoryPoint.dynamics.in_(names),
-        TrajectoryPoint.step >= min(steps), TrajectoryPoint.step <= max(steps),
-    ))
-    session.execute(insert(TrajectoryPoint), rows)
+    session.execute(_insert_new_points(session), rows)
     return len(rows)
+
+
+def _insert_new_points(session: Session) -> Any:
+    """INSERT INTO trajectory_points that skips rows whose key is already stored (another database: a plain
+    INSERT)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(TrajectoryPoint).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(TrajectoryPoint).on_conflict_do_nothing()
+    return insert(TrajectoryPoint)
 
 
 def trajectory_chunks(

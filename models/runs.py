@@ -97,14 +97,16 @@ def claim_run(session: Session, run_id: uuid.UUID, *, fresh_s: float | None = No
     return run
 
 
-def record_progress(session: Session, run_id: uuid.UUID, step: int, total: int) -> bool:
-    """Write progress; False when the run is no longer running (cancelled)."""
+def record_progress(session: Session, run_id: uuid.UUID, step: int, total: int) -> int | None:
+    """Write progress; the run's attempt (``attempts``, so its worker can tell the run is still its own), or
+    None when it is no longer running (cancelled). One statement (UPDATE ... RETURNING)."""
     stmt = (
         update(Run)
         .where(Run.id == run_id, Run.status == RunStatus.running)
         .values(progress_step=step, progress_total=total)
+        .returning(Run.attempts)
     )
-    return _changed_one(session, stmt)
+    return cast(int | None, session.execute(stmt).scalar_one_or_none())
 
 
 def cancel_run(session: Session, run: Run) -> bool:
@@ -156,15 +158,17 @@ def count_running(session: Session, run_ids: Sequence[uuid.UUID]) -> int:
     return int(session.scalar(stmt) or 0)
 
 
-def record_batch_progress(session: Session, run_ids: Sequence[uuid.UUID], step: int) -> int:
-    """A batch reached ``step``: each of its runs still running has done min(step, its steps). Returns how
-    many are still running (0: all were cancelled)."""
+def record_batch_progress(session: Session, run_ids: Sequence[uuid.UUID], step: int) -> dict[uuid.UUID, int]:
+    """A batch reached ``step``: each of its runs still running has done min(step, its steps). Returns those
+    still running, each with its attempt (empty: all were cancelled). One statement (UPDATE ... RETURNING)."""
     stmt = (
         update(Run)
         .where(Run.id.in_(run_ids), Run.status == RunStatus.running)
         .values(progress_step=case((Run.progress_total < step, Run.progress_total), else_=step))
+        .returning(Run.id, Run.attempts)
+        .execution_options(synchronize_session=False)
     )
-    return cast(CursorResult[Any], session.execute(stmt)).rowcount
+    return {row[0]: row[1] for row in session.execute(stmt)}
 
 
 def fail_runs(session: Session, run_ids: Sequence[uuid.UUID], message: str) -> int:

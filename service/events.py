@@ -19,6 +19,7 @@ A client that reconnects with ``Last-Event-ID`` gets the status again and only t
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -30,12 +31,15 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from core.db import is_disconnect
 from dynamics import TRAJECTORY_COLUMNS
 from models import Run, Sweep
 from models.results import decode_spectrum, live_rows
 from models.sweeps import sweep_states
 from service.schemas.runs import RunRead, finite_or_none
 from service.schemas.sweeps import SweepRead
+
+log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "text/event-stream"
 #: a run's event id: attempt * STEP_SPAN + (last step sent + 1); steps are 32-bit integers
@@ -142,11 +146,17 @@ class _SweepStream:
 async def _stream(poll: Callable[[], None], pending: list[str], done: Callable[[], bool],
                   poll_s: float, heartbeat_s: float) -> AsyncIterator[str]:
     """Poll (in the thread pool) every ``poll_s`` and send what it queued; a comment after ``heartbeat_s``
-    of silence; stop once ``done()``."""
+    of silence; stop once ``done()``. A poll that finds the database away (a dropped connection) is tried
+    again at the next one."""
     yield f"retry: {int(poll_s * 2000)}\n\n"  # the browser's EventSource reconnects after this long
     last = time.monotonic()
     while True:
-        await run_in_threadpool(poll)
+        try:
+            await run_in_threadpool(poll)
+        except Exception as exc:
+            if not is_disconnect(exc):
+                raise
+            log.warning("an event stream could not read the database (%s); trying again", type(exc).__name__)
         if pending:
             text = "".join(pending)
             pending.clear()

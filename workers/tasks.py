@@ -63,12 +63,14 @@ class ProgressWriter:
         """dynamics' rows callback: keep the piece until the next progress write."""
         self.pending.setdefault(self.run_ids[index], []).append((name, piece))
 
-    def store_rows(self, session: Session, run_ids: Sequence[uuid.UUID]) -> None:
-        """Store the pending rows of these runs in the session's transaction (cleared once it committed)."""
-        for run_id in run_ids:
-            attempt = self.attempts.get(run_id)
-            if attempt is not None and self.pending.get(run_id):
-                store_live_rows(session, run_id, attempt, self.pending[run_id])
+    def store_rows(self, session: Session, running: dict[uuid.UUID, int]) -> None:
+        """Store, in the session's transaction, the pending rows of the runs still running the attempt this
+        worker claimed (``running``: run -> its attempt now, from the progress write just made). The pending
+        rows are cleared once the transaction committed."""
+        pieces = [(run_id, name, piece) for run_id, attempt in running.items()
+                  if attempt == self.attempts.get(run_id) for name, piece in self.pending.get(run_id, [])]  # fmt: skip
+        if pieces:
+            store_live_rows(session, pieces)
 
     def __call__(self, step: int, total: int) -> None:
         now = time.monotonic()
@@ -83,10 +85,11 @@ class ProgressWriter:
         """Write the progress and the pending rows; False when the run is no longer running."""
 
         def write(session: Session) -> bool:
-            running = record_progress(session, self.run_id, step, total)
-            if running:
-                self.store_rows(session, [self.run_id])
-            return running
+            attempt = record_progress(session, self.run_id, step, total)
+            if attempt is None:
+                return False
+            self.store_rows(session, {self.run_id: attempt})
+            return True
 
         running = in_transaction(self.factory, write)
         self.pending.clear()
@@ -108,11 +111,10 @@ class BatchProgressWriter(ProgressWriter):
 
     def write(self, step: int, total: int) -> bool:
         with session_scope(self.factory) as session:
-            running = record_batch_progress(session, self.run_ids, batch_step(step, self.steps)) > 0
-            if running:
-                self.store_rows(session, self.run_ids)
+            running = record_batch_progress(session, self.run_ids, batch_step(step, self.steps))
+            self.store_rows(session, running)
         self.pending.clear()
-        return running
+        return bool(running)
 
 
 class CancelWatch:

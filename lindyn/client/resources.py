@@ -169,8 +169,8 @@ class Run(_Resource):
 
     def trajectory(self, dynamics: str | list[str] | None = None, *, spectrum: bool = False) -> Any:
         """The trajectory as a pandas DataFrame (columns dynamics, step and the metrics), fetched as Parquet;
-        with ``spectrum``, a column ``spectrum`` holding the singular values where recorded (else None).
-        Conflict if the run has no trajectory (not finished, failed or cancelled)."""
+        with ``spectrum``, a column ``spectrum`` holding the singular values where recorded (else None). A queued
+        or running run: the rows stored so far. Conflict if the run failed or was cancelled."""
         import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
         params: list[tuple[str, Any]] = [("format", "parquet")]

@@ -359,7 +359,7 @@ def fetch(
     *,
     service: Service,
 ) -> None:
-    """Download a finished run's trajectory (format from the file's extension)."""
+    """Download a run's trajectory (format from the file's extension); a running run's: the rows so far."""
     from lindyn.client import TRAJECTORY_FORMATS
 
     fmt = _out_format(out, TRAJECTORY_FORMATS)

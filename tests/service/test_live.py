@@ -25,7 +25,7 @@ from models.results import store_live_rows, store_result
 from models.runs import claim_run
 from service.events import STEP_SPAN, run_cursor
 from tests.service.conftest import make_client
-from workers.tasks import execute_run
+from workers.tasks import ProgressWriter, execute_run
 
 BODY = {"d": 10, "rank": 2, "gamma_sigma2": -1.5, "gamma_w": 2.0, "steps": 30, "spectrum_every": 10,
         "dynamics": ["gd", "self_consistent"]}
@@ -59,9 +59,12 @@ def _running(client: TestClient, settings: Settings) -> tuple[str, int]:
         return rid, run.attempts
 
 
-def _store(settings: Settings, rid: str, attempt: int, pieces: list[tuple[str, Trajectory]]) -> int:
-    with session_scope(get_sessionmaker(settings.db_url)) as s:
-        return store_live_rows(s, uuid.UUID(rid), attempt, pieces)
+def _store(settings: Settings, rid: str, attempt: int, pieces: list[tuple[str, Trajectory]]) -> bool:
+    """The pieces written as the worker of ``attempt`` writes them: with a progress write (its ProgressWriter)."""
+    writer = ProgressWriter(settings, uuid.UUID(rid), attempt)
+    for name, piece in pieces:
+        writer.rows(0, name, piece)
+    return writer.write(0, REQ.steps)
 
 
 def _events(text: str) -> list[tuple[str | None, str, dict]]:
@@ -82,8 +85,7 @@ def test_a_running_run_serves_its_rows_so_far_marked_partial(client: TestClient,
     pieces, result = _pieces()
     rid, attempt = _running(client, settings)
     first = [(name, parts[0]) for name, parts in pieces.items()]
-    written = _store(settings, rid, attempt, first)
-    assert written == sum(len(t.step) for _, t in first) > 0  # each piece's steps have metrics
+    assert _store(settings, rid, attempt, first)
     expected = pd.DataFrame(result.trajectory_columns())
     n = {name: len(t.step) for name, t in first}
     so_far = pd.concat([expected[expected.dynamics == name].head(k) for name, k in n.items()], ignore_index=True)
@@ -100,9 +102,10 @@ def test_a_running_run_serves_its_rows_so_far_marked_partial(client: TestClient,
     pd.testing.assert_frame_equal(table[list(TRAJECTORY_COLUMNS)], so_far)
     assert table.spectrum.notna().sum() == sum(len(t.spectrum_steps) for _, t in first) > 0
 
-    # the same piece written again (a retried write) replaces its rows; a stale attempt writes nothing
-    assert _store(settings, rid, attempt, first) == written
-    assert _store(settings, rid, attempt - 1, [(n, p[1]) for n, p in pieces.items()]) == 0
+    # the same rows written again (a retried write) are not doubled; a stale attempt's worker writes none
+    with session_scope(get_sessionmaker(settings.db_url)) as s:
+        assert store_live_rows(s, [(uuid.UUID(rid), name, piece) for name, piece in first]) == len(so_far)
+    assert _store(settings, rid, attempt - 1, [(n, p[1]) for n, p in pieces.items()])  # running: not cancelled
     assert len(client.get(f"/v1/runs/{rid}/trajectory").json()["step"]) == len(so_far)
 
     # the end replaces them with the whole trajectory, no longer partial
@@ -176,3 +179,39 @@ def test_the_events_of_a_sweep(client: TestClient, settings: Settings) -> None:
     assert [e[1] for e in events] == ["status", "end"]
     assert events[0][2]["counts"]["cancelled"] == 2 and events[1][2] == {"status": "cancelled"}
     assert client.get(f"/v1/sweeps/{uuid.uuid4()}/events").status_code == 404
+
+
+def test_a_stream_outlives_a_dropped_database_connection() -> None:
+    """A poll that finds the database away is tried again at the next one (the stream goes on, nothing is
+    lost); heartbeats go out while nothing happens; any other error ends the stream."""
+    import anyio
+    from sqlalchemy.exc import OperationalError
+
+    from service.events import _stream, event_text
+
+    pending: list[str] = []
+    calls = {"n": 0}
+
+    def poll() -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+        if calls["n"] == 4:
+            pending.append(event_text("end", {"status": "succeeded"}, 1))
+
+    async def collect() -> list[str]:
+        return [chunk async for chunk in _stream(poll, pending, lambda: calls["n"] >= 4, 0.001, 0.0)]
+
+    chunks = anyio.run(collect)
+    assert calls["n"] == 4 and chunks[0].startswith("retry: ") and chunks[-1].startswith("id: 1\nevent: end")
+    assert ": keepalive\n\n" in chunks
+
+    def broken() -> None:
+        raise ValueError("a bug")
+
+    async def fails() -> None:
+        async for _ in _stream(broken, [], lambda: False, 0.001, 10.0):
+            pass
+
+    with pytest.raises(ValueError, match="a bug"):
+        anyio.run(fails)
