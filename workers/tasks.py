@@ -33,7 +33,7 @@ from models.runs import (
     record_batch_progress,
     record_progress,
 )
-from workers.celery_app import celery_app
+from workers.celery_app import celery_app, task_blas_threads
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +153,8 @@ def execute_run(run_id: uuid.UUID, settings: Settings | None = None) -> str:
         return SKIPPED
     try:
         request = load_request(stored_request, settings)
-        with CancelWatch(settings, [run_id]) as watch:
-            result = simulate(request, progress=ProgressWriter(settings, run_id), checkpoint=watch)
+        with CancelWatch(settings, [run_id]) as watch, task_blas_threads([request.d], [request.backend]) as threads:
+            result = simulate(request, progress=ProgressWriter(settings, run_id), checkpoint=threads.checkpoint(watch))
     except RunCancelled:
         log.info("run %s was cancelled while running", run_id)
         return "cancelled"
@@ -206,8 +206,12 @@ def execute_batch(run_ids: Sequence[uuid.UUID], settings: Settings | None = None
     ids = list(requests)
     progress = BatchProgressWriter(settings, ids, [r.steps for r in requests.values()])
     try:
-        with CancelWatch(settings, ids) as watch:
-            results = simulate_batch(list(requests.values()), progress=progress, checkpoint=watch)
+        batch = list(requests.values())
+        with (
+            CancelWatch(settings, ids) as watch,
+            task_blas_threads([r.d for r in batch], [r.backend for r in batch]) as threads,
+        ):
+            results = simulate_batch(batch, progress=progress, checkpoint=threads.checkpoint(watch))
     except RunCancelled:
         log.info("batch of %d runs was cancelled while running", len(ids))
         outcome.update({str(run_id): "cancelled" for run_id in ids})
