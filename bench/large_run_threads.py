@@ -3,7 +3,7 @@
 the median of the pairs' ratios. Where the ratio says more threads pay is the crossover that
 ``LINDYN_LARGE_RUN_D`` (core/settings.py) sets: a worker task that is one run of d at or above it uses more
 BLAS threads while the worker's other processes are idle (workers/celery_app.py, ``blas_threads_for``).
-Also whether the two give the same numbers (BLAS reductions split over threads may change the last bits).
+Also whether the two give the same numbers (every recorded metric and the distance) (BLAS reductions split over threads may change the last bits).
 
     python -m bench.large_run_threads [--d 100,200,300,400,600] [--steps 8] [--pairs 5] [--threads N]
 """
@@ -23,13 +23,16 @@ from core.settings import cpu_cores
 from dynamics import SimulationRequest, simulate
 
 
-def step_seconds(req: SimulationRequest, threads: int) -> tuple[float, float]:
-    """Wall seconds per step of ``simulate(req)`` on ``threads`` BLAS threads, and its last GD test error."""
+def step_seconds(req: SimulationRequest, threads: int) -> tuple[float, np.ndarray]:
+    """Wall seconds per step of ``simulate(req)`` on ``threads`` BLAS threads, and every recorded metric and
+    distance of the run (to compare the numbers)."""
     with threadpool_limits(limits=threads, user_api="blas"):
         t0 = time.perf_counter()
         res = simulate(req)
         wall = time.perf_counter() - t0
-    return wall / (req.steps + 1), float(res.trajectories["gd"].metrics["test_error"][-1])
+    values = [m for t in res.trajectories.values() for m in t.metrics.values()]
+    assert res.comparison is not None
+    return wall / (req.steps + 1), np.concatenate([*values, res.comparison.distance])
 
 
 def main() -> None:
@@ -55,7 +58,7 @@ def main() -> None:
             one.append(t1)
             multi.append(tm)
             ratios.append(t1 / tm)
-            same = same and e1 == em
+            same = same and np.array_equal(e1, em, equal_nan=True)
         print(f"{d:>5} {statistics.median(one) * 1e3:17.2f} {statistics.median(multi) * 1e3:19.2f} "
               f"{statistics.median(ratios):12.2f}x  {'bit-identical' if same else 'last bits differ'}", flush=True)
     print(f"load after: {os.getloadavg()}; numpy {np.__version__}")

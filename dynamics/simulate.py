@@ -10,7 +10,9 @@ and balanced one symmetric eigendecomposition of A^T A plus 6 matmuls; lazy O(d^
 are computed every step (the stopping rules need them, O(d^2)); the singular values only at recorded steps
 (GD, lazy: eigvalsh of A^T A, values only) or for free from the decomposition the step already made
 (self-consistent, balanced). The summary's ``stable_rank_at_min`` and ``rank_at_min`` are exact: A is copied
-whenever the test error reaches a new minimum, and that copy is decomposed once at the end.
+whenever the test error reaches a new minimum, and that copy is decomposed once at the end. While a
+sub-batch's points stay the same, its step reuses its arrays (A = W2 W1, G, the errors' squares, GD's
+weights double-buffered): a new array each step is new memory whose first touch costs page faults.
 """
 
 from __future__ import annotations
