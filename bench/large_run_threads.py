@@ -3,7 +3,8 @@
 the median of the pairs' ratios. Where the ratio says more threads pay is the crossover that
 ``LINDYN_LARGE_RUN_D`` (core/settings.py) sets: a worker task that is one run of d at or above it uses more
 BLAS threads while the worker's other processes are idle (workers/celery_app.py, ``blas_threads_for``).
-Also whether the two give the same numbers (every recorded metric and the distance) (BLAS reductions split over threads may change the last bits).
+Also whether the two give the same numbers (every recorded metric and the distance; BLAS reductions split
+over threads could change the last bits).
 
     python -m bench.large_run_threads [--d 100,200,300,400,600] [--steps 8] [--pairs 5] [--threads N]
 """

@@ -154,8 +154,8 @@ def main() -> None:
         kern = statistics.median(r[name]["kernels_ms"] for r, _ in runs)
         over = statistics.median(r[name]["loop_ms"] / r[name]["kernels_ms"] - 1 for r, _ in runs)
         eff = USEFUL[name] * args.d**3 / (loop * 1e-3) / 1e9 / rate
-        line = (f"{name:<16} loop {loop:7.3f} ms/point-step ({100 * eff:.0f}% of the matmul rate), kernels {kern:7.3f}: "
-                f"outside the kernels {100 * over:5.1f}%")
+        line = (f"{name:<16} loop {loop:7.3f} ms/point-step ({100 * eff:.0f}% of the matmul rate), "
+                f"kernels {kern:7.3f}: outside the kernels {100 * over:5.1f}%")
         if args.ref:
             ref = statistics.median(q[name]["loop_ms"] for _, q in runs if q)
             speedup = statistics.median(q[name]["loop_ms"] / r[name]["loop_ms"] for r, q in runs if q)

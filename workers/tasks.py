@@ -153,8 +153,9 @@ def execute_run(run_id: uuid.UUID, settings: Settings | None = None) -> str:
         return SKIPPED
     try:
         request = load_request(stored_request, settings)
+        progress = ProgressWriter(settings, run_id)
         with CancelWatch(settings, [run_id]) as watch, task_blas_threads([request.d], [request.backend]) as threads:
-            result = simulate(request, progress=ProgressWriter(settings, run_id), checkpoint=threads.checkpoint(watch))
+            result = simulate(request, progress=progress, checkpoint=threads.checkpoint(watch))
     except RunCancelled:
         log.info("run %s was cancelled while running", run_id)
         return "cancelled"

@@ -259,10 +259,9 @@ def _blas_threads() -> set[int]:
     return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
 
 
-def test_a_large_single_run_takes_the_idle_cores_and_gives_them_back(pool_process) -> None:  # type: ignore[no-untyped-def]
-    app_module = pool_process
+def test_a_large_single_run_takes_the_idle_cores_and_gives_them_back(pool_process: types.ModuleType) -> None:
     large = get_settings_large_run_d()
-    with app_module.task_blas_threads([large], ["numpy"]) as threads:
+    with pool_process.task_blas_threads([large], ["numpy"]) as threads:
         assert pool_process._busy.value == 1
         assert _blas_threads() == {2} and threads.threads == 2
         # another process of the worker starts a task: the next checkpoint gives its core back
@@ -278,7 +277,7 @@ def test_a_large_single_run_takes_the_idle_cores_and_gives_them_back(pool_proces
     assert pool_process._busy.value == 0 and _blas_threads() == {1}  # the process's own limit again
 
 
-def test_small_runs_batches_and_gpu_runs_keep_the_process_threads(pool_process) -> None:  # type: ignore[no-untyped-def]
+def test_small_runs_batches_and_gpu_runs_keep_the_process_threads(pool_process: types.ModuleType) -> None:
     large = get_settings_large_run_d()
     for ds, backends in (([large - 1], ["numpy"]), ([large, large], ["numpy", "numpy"]), ([large], ["cupy"])):
         with pool_process.task_blas_threads(ds, backends) as threads:
@@ -288,9 +287,11 @@ def test_small_runs_batches_and_gpu_runs_keep_the_process_threads(pool_process) 
     assert pool_process._busy.value == 0
 
 
-def test_execute_run_runs_a_large_run_under_the_rule(settings: Settings, pool_process, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """The wiring: execute_run's simulate sees the idle cores' threads for a run of d >= large_run_d, and
-    its checkpoint still stops a cancelled run (the cancel watch is called first)."""
+def test_execute_run_runs_a_large_run_under_the_rule(
+    settings: Settings, pool_process: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wiring: execute_run's simulate sees the idle cores' threads for a run of d >= large_run_d; the
+    process's own threads come back afterwards."""
     from workers import tasks
 
     monkeypatch.setattr(pool_process, "get_settings", lambda: Settings(large_run_d=10))
