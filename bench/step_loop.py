@@ -4,9 +4,10 @@ steps), against its kernels alone on arrays of the same shape (GD: A = W2 W1 and
 ``gram_eigh`` and ``self_consistent_step``); loop / kernels - 1 is the time outside the step's kernels
 (errors, stopping, minima, metrics at recorded steps, the initialisation excluded).
 
-``--ref DIR`` also times the loop of another copy of the code (e.g. ``git worktree add /tmp/ref HEAD~1``),
-loop of this tree and loop of DIR in separate processes, alternated pair by pair: the median of the pairs'
-ratios is the speed-up, and both runs' results are compared (bit-identical or the largest relative difference).
+``--ref DIR`` also times the loop of another copy of the code (``mkdir DIR && git archive COMMIT | tar -x -C
+DIR``), loop of this tree and loop of DIR in separate processes, alternated pair by pair: the median of the
+pairs' ratios is the speed-up; both runs' results are compared (bit-identical or the largest relative
+difference), and their minor page faults per sub-batch step (new memory touched for the first time).
 
     python -m bench.step_loop [--d 200] [--steps 30] [--pairs 5] [--ref DIR]
 """
@@ -40,9 +41,11 @@ def _requests(name: str, d: int, steps: int, points: int) -> list[Any]:
     ]
 
 
-def loop_ms(name: str, d: int, steps: int) -> tuple[float, list[float]]:
-    """ms per point-step of the step loop (initialisation excluded), and the points' final test errors."""
+def loop_ms(name: str, d: int, steps: int) -> tuple[float, list[float], float]:
+    """ms per point-step of the step loop (initialisation excluded), the points' final test errors, and the
+    minor page faults (first touches of new memory) per step of the sub-batch, the initialisation included."""
     import importlib
+    import resource
 
     sim = importlib.import_module("dynamics.simulate")
     from threadpoolctl import threadpool_limits
@@ -50,10 +53,12 @@ def loop_ms(name: str, d: int, steps: int) -> tuple[float, list[float]]:
     points = sim.sub_batch_size(sim.resolve_backend("numpy"), d, 8, 64)
     reqs = _requests(name, d, steps, points)
     with threadpool_limits(limits=1, user_api="blas"):
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         res = sim.simulate_batch(reqs)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     t = res[0].timings
     final = [float(r.trajectories[name].metrics["test_error"][-1]) for r in res]
-    return (t["total_s"] - t["init_s"]) * 1e3 / (points * (steps + 1)), final
+    return (t["total_s"] - t["init_s"]) * 1e3 / (points * (steps + 1)), final, faults / (steps + 1)
 
 
 def kernels_ms(name: str, d: int, repeats: int = 10) -> float:
@@ -109,8 +114,9 @@ def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
 def _child(args: argparse.Namespace) -> None:
     out: dict[str, Any] = {"matmul_gflops": matmul_gflops()} if not args.no_kernels else {}
     for name in DYNAMICS:
-        ms, final = loop_ms(name, args.d, args.steps)
-        out[name] = {"loop_ms": ms, "final": final}
+        loop_ms(name, args.d, 2)  # warm up (the allocator's first arrays)
+        ms, final, faults = loop_ms(name, args.d, args.steps)
+        out[name] = {"loop_ms": ms, "final": final, "faults": faults}
         if not args.no_kernels:
             out[name]["kernels_ms"] = kernels_ms(name, args.d)
     print("RESULT " + json.dumps(out))
@@ -161,7 +167,10 @@ def main() -> None:
             speedup = statistics.median(q[name]["loop_ms"] / r[name]["loop_ms"] for r, q in runs if q)
             a, b = np.array(runs[0][0][name]["final"]), np.array(runs[0][1][name]["final"])  # type: ignore[index]
             diff = "bit-identical" if np.array_equal(a, b) else f"max rel diff {np.max(np.abs(a - b) / np.abs(b)):.1e}"
-            line += f"; ref loop {ref:7.3f}: {speedup:.2f}x ({diff})"
+            faults = statistics.median(r[name]["faults"] for r, _ in runs)
+            ref_faults = statistics.median(q[name]["faults"] for _, q in runs if q)
+            line += (f"; ref loop {ref:7.3f}: {speedup:.2f}x ({diff}); page faults per sub-batch step {faults:.0f} "
+                     f"(ref {ref_faults:.0f})")
         print(line, flush=True)
     print(f"load after: {os.getloadavg()}")
 
