@@ -83,8 +83,9 @@ class TaskThreads:
     """The BLAS threads of one task (the per-run rule, README "CPU cores"): ``blas_threads``, except for a task
     that is one run with d >= ``Settings.large_run_d``, which takes the cores the others leave free
     (:func:`large_run_threads`), looked at again at most every ``recheck_s`` from the step loop's checkpoint,
-    so a process of this worker that starts a task meanwhile gets its core back within a step. Thread counts
-    do not change the numbers of a run (python -m bench.large_run_threads checks it)."""
+    so a process of this worker that starts a task meanwhile gets its core back within a step. BLAS's threads
+    change the order of its sums: the run's numbers agree with a one-thread run's to round-off (about 1e-15
+    relative, tests/dynamics/test_simulate.py; python -m bench.large_run_threads)."""
 
     def __init__(self, large: bool, recheck_s: float = 1.0) -> None:
         from core.settings import cpu_cores
