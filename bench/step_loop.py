@@ -34,9 +34,11 @@ def _requests(name: str, d: int, steps: int, points: int) -> list[Any]:
     from dynamics import SimulationRequest
 
     return [
-        SimulationRequest(d=d, rank=5, gamma_sigma2=-1.5 + 0.01 * p, gamma_w=2.2, dynamics=[name], lr_constant=50,
-                          steps=steps, record_every=50, spectrum_every=0, gd_update="sequential", seed=p,
-                          backend="numpy")  # fmt: skip
+        SimulationRequest.model_validate({
+            "d": d, "rank": 5, "gamma_sigma2": -1.5 + 0.01 * p, "gamma_w": 2.2, "dynamics": [name], "lr_constant": 50,
+            "steps": steps, "record_every": 50, "spectrum_every": 0, "gd_update": "sequential", "seed": p,
+            "backend": "numpy",
+        })  # fmt: skip
         for p in range(points)
     ]
 

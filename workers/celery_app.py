@@ -104,7 +104,8 @@ class TaskThreads:
         if not self.large or now - self._checked < self.recheck_s:
             return
         self._checked = now
-        threads = large_run_threads(max(1, blas_threads), self.cores, self._others_busy(), os.getloadavg()[0])
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        threads = large_run_threads(max(1, blas_threads), self.cores, self._others_busy(), load)
         if threads != self.threads:
             from threadpoolctl import threadpool_limits
 
