@@ -25,7 +25,7 @@ import time
 
 from bench.common import machine
 from lindyn.commands.reproduce import _service, figure2_request
-from core.settings import cpu_cores
+from core.settings import Settings, cpu_cores
 
 GD_FLOPS, SC_FLOPS = 12, 21  # per point-step, in units of d^3
 #: service settings (LINDYN_* variables) of each configuration
@@ -75,7 +75,16 @@ def run_sample(settings: dict[str, str], d: int, grid: int, steps: int) -> dict[
     gd_steps = int(table["gd.steps_run"].sum())
     sc_steps = int(table["self_consistent.steps_run"].sum())
     flops = float(d) ** 3 * (GD_FLOPS * gd_steps + SC_FLOPS * sc_steps)
-    return {"wall_s": wall, "gd_point_steps": gd_steps, "sc_point_steps": sc_steps, "flops": flops}
+    # the service's deal (service/grid.py chunks: grid order, chunk j of m holds points j, j + m, ...): the
+    # busiest chunk's flops over the mean chunk's, the wall time's floor relative to a perfect split
+    work = GD_FLOPS * table["gd.steps_run"].to_numpy() + SC_FLOPS * table["self_consistent.steps_run"].to_numpy()
+    processes = int(settings.get("LINDYN_WORKER_PROCESSES", "0")) or cpu_cores()
+    size = int(settings.get("LINDYN_SWEEP_CHUNK_SIZE", Settings.model_fields["sweep_chunk_size"].default))
+    m = max(-(-len(work) // size), min(len(work), processes))
+    per_chunk = [float(work[j::m].sum()) for j in range(m)]
+    imbalance = max(per_chunk) / (sum(per_chunk) / m)
+    return {"wall_s": wall, "gd_point_steps": gd_steps, "sc_point_steps": sc_steps, "flops": flops,
+            "chunks": m, "imbalance": imbalance}
 
 
 def main() -> None:
@@ -100,7 +109,8 @@ def main() -> None:
         results[name] = {**r, "load_before": load, "load_after": os.getloadavg()}
         print(f"{name}: {args.grid}x{args.grid} points, {r['gd_point_steps']} GD + {r['sc_point_steps']} "
               f"self-consistent point-steps in {r['wall_s']:.1f} s: {r['flops'] / r['wall_s'] / 1e9:.1f} GF/s "
-              f"(load {load[0]:.1f} -> {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
+              f"(load {load[0]:.1f} -> {os.getloadavg()[0]:.1f}); {r['chunks']} tasks, the busiest has "
+              f"{r['imbalance']:.2f}x the mean task's flops", flush=True)  # fmt: skip
     rate_after = machine_matmul_rate()
     rate = (rate_before + rate_after) / 2
     print(f"float64 matmul rate after: {rate_after / 1e9:.1f} GF/s; used: the mean, {rate / 1e9:.1f} GF/s")
@@ -109,13 +119,17 @@ def main() -> None:
         eff = r["flops"] / r["wall_s"] / rate
         report[name] = {"wall_s": round(r["wall_s"], 1), "useful_GF_per_s": round(r["flops"] / r["wall_s"] / 1e9, 1),
                         "efficiency": round(eff, 3), "gd_point_steps": r["gd_point_steps"],
-                        "sc_point_steps": r["sc_point_steps"], "load_before": [round(x, 2) for x in r["load_before"]],
+                        "sc_point_steps": r["sc_point_steps"], "chunks": r["chunks"],
+                        "busiest_task_over_mean": round(r["imbalance"], 3), "load_before": [round(x, 2) for x in r["load_before"]],
                         "load_after": [round(x, 2) for x in r["load_after"]]}  # fmt: skip
     print(json.dumps({"matmul_GF_per_s": [round(rate_before / 1e9, 1), round(rate_after / 1e9, 1)], **report},
                      indent=2))  # fmt: skip
     for name, r in report.items():
         print(f"{name}: {r['useful_GF_per_s']} GF/s of {rate / 1e9:.1f}: {100 * r['efficiency']:.0f}% of the "
               f"machine's float64 matmul rate, {r['wall_s']} s")  # fmt: skip
+        full = r["wall_s"] * (30 * 30) / (args.grid * args.grid)
+        print(f"{name}: the whole 30 x 30 grid extrapolated from this sample (the same mean steps per point): "
+              f"{full:.0f} s = {full / 60:.1f} min")  # fmt: skip
     if len(report) > 1:
         first, *rest = report
         for name in rest:

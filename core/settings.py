@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         description="BLAS threads of each worker process (0: the cores shared out, max(1, cores // processes): "
         "1 when there are as many processes as cores)",
     )
+    large_run_d: int = Field(
+        default=400, ge=0,
+        description="a worker task that is ONE run of d at or above this uses more BLAS threads: the cores no other "
+        "process is using (this worker's busy processes, the machine's load average); 0: never "
+        "(python -m bench.large_run_threads measures the crossover)",
+    )
 
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated API keys; when any key is configured, writes need one"
@@ -200,6 +206,7 @@ class Settings(BaseSettings):
             "LINDYN_EVENTS_HEARTBEAT_S": str(self.events_heartbeat_s),
             "LINDYN_WORKER_PROCESSES": str(self.worker_processes),
             "LINDYN_BLAS_THREADS": str(self.blas_threads),
+            "LINDYN_LARGE_RUN_D": str(self.large_run_d),
         }
 
 

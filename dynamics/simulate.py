@@ -10,7 +10,9 @@ and balanced one symmetric eigendecomposition of A^T A plus 6 matmuls; lazy O(d^
 are computed every step (the stopping rules need them, O(d^2)); the singular values only at recorded steps
 (GD, lazy: eigvalsh of A^T A, values only) or for free from the decomposition the step already made
 (self-consistent, balanced). The summary's ``stable_rank_at_min`` and ``rank_at_min`` are exact: A is copied
-whenever the test error reaches a new minimum, and that copy is decomposed once at the end.
+whenever the test error reaches a new minimum, and that copy is decomposed once at the end. While a
+sub-batch's points stay the same, its step reuses its arrays (A = W2 W1, G, the errors' squares, GD's
+weights double-buffered): a new array each step is new memory whose first touch costs page faults.
 """
 
 from __future__ import annotations
@@ -164,6 +166,16 @@ class _State:
     best_A: Any  # (B, d, d): A at each point's minimal test error so far
     best: np.ndarray  # (B,) minimal test error so far
     best_step: np.ndarray  # (B,) its step (-1: none yet)
+    #: arrays reused from step to step while the points stay the same (a new array would be new memory, whose
+    #: first touch costs page faults, for every product and temporary of every step)
+    scratch: dict[str, Any] = field(default_factory=dict)
+
+    def buffer(self, xp: Any, key: str, shape: tuple[int, ...], dtype: Any) -> Any:
+        """A reusable array of this shape and dtype (contents undefined)."""
+        buf = self.scratch.get(key)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = self.scratch[key] = xp.empty(shape, dtype=dtype)
+        return buf
 
 
 @dataclass(frozen=True)
@@ -251,8 +263,12 @@ def _run_batch(
                 if dist_hist is not None and "gd" in current and "self_consistent" in current:
                     (idx_gd, A_gd), (idx_sc, A_sc) = current["gd"], current["self_consistent"]
                     common, p_gd, p_sc = np.intersect1d(idx_gd, idx_sc, assume_unique=True, return_indices=True)
-                    if common.size:
-                        dist = error(xp, A_gd[xp.asarray(p_gd)] - A_sc[xp.asarray(p_sc)], d)
+                    if common.size == idx_gd.size == idx_sc.size:  # the same points, in the same order
+                        diff = A_gd - A_sc
+                        dist_hist[common, i] = be.to_host(error(xp, diff, d, out=diff))
+                    elif common.size:
+                        diff = A_gd[xp.asarray(p_gd)] - A_sc[xp.asarray(p_sc)]
+                        dist = error(xp, diff, d, out=diff)
                         dist_hist[common, i] = be.to_host(dist)
             if not any(st.idx.size for subs in states.values() for st in subs):
                 break
@@ -305,20 +321,28 @@ def _advance(
     """
     xp = be.xp
     arr = st.arrays
-    A = xp.matmul(arr["W2"], arr["W1"]) if st.name == "gd" else arr["A"]
-    G = A - Y
+    if st.name == "gd":  # A = W2 W1 in the buffer of the last step's A (returned for the distance, used no more)
+        W2 = arr["W2"]
+        A = xp.matmul(W2, arr["W1"], out=st.buffer(xp, "A", (W2.shape[0], d, d), W2.dtype))
+    else:
+        A = arr["A"]
+    G = xp.subtract(A, Y, out=st.buffer(xp, "G", A.shape, A.dtype))
     idx = st.idx
     current = (idx, A)
-    train = be.to_host(error(xp, G, d))
-    test = be.to_host(error(xp, G + E, d))
+    squares = st.buffer(xp, "squares", A.shape, A.dtype)
+    train = be.to_host(error(xp, G, d, out=squares))
+    test = be.to_host(error(xp, xp.add(G, E, out=squares), d, out=squares))
     train_hist[idx, i] = train
     test_hist[idx, i] = test
 
     # new minima of the test error: keep a copy of A there
     with np.errstate(invalid="ignore"):
         improved = np.nonzero(test < st.best[idx])[0]
-    if improved.size:
+    if improved.size == idx.size and idx[-1] - idx[0] == idx.size - 1:  # every point, a contiguous block
+        st.best_A[int(idx[0]) : int(idx[-1]) + 1] = A  # one copy (no gathered temporary)
+    elif improved.size:
         st.best_A[xp.asarray(idx[improved])] = A[xp.asarray(improved)]
+    if improved.size:
         st.best[idx[improved]] = test[improved]
         st.best_step[idx[improved]] = i
 
@@ -380,8 +404,11 @@ def _advance(
             return current
 
     eta, c = arr["eta"], arr["c"]
-    if st.name == "gd":
-        arr["W1"], arr["W2"] = gd_step(xp, arr["W1"], arr["W2"], G, eta, sched.gd_update)
+    if st.name == "gd":  # the new weights in the buffers of the weights before last (G is used no more)
+        W1, W2 = arr["W1"], arr["W2"]
+        spare = (st.buffer(xp, "W1", W1.shape, W1.dtype), st.buffer(xp, "W2", W2.shape, W2.dtype))
+        arr["W1"], arr["W2"] = gd_step(xp, W1, W2, G, eta, sched.gd_update, out=spare, overwrite_g=True)
+        st.scratch["W1"], st.scratch["W2"] = W1, W2
     elif newton_schulz:
         arr["A"], _ = self_consistent_step_ns(xp, A, G, eta, c)
     elif st.name == "self_consistent":

@@ -14,18 +14,22 @@ def mT(xp: Any, a: Any) -> Any:
     return xp.swapaxes(a, -1, -2)
 
 
-def gd_step(xp: Any, W1: Any, W2: Any, G: Any, eta: Any, order: str) -> tuple[Any, Any]:
+def gd_step(
+    xp: Any, W1: Any, W2: Any, G: Any, eta: Any, order: str, out: tuple[Any, Any] | None = None,
+    overwrite_g: bool = False,
+) -> tuple[Any, Any]:
     """GD on A = W2 W1 with cost 1/2 ||A - Y||^2, given G = W2 W1 - Y.
 
     simultaneous: W1 <- W1 - eta W2^T G,  W2 <- W2 - eta G W1^T (old W1).
     sequential:   W1 <- W1 - eta W2^T G,  W2 <- W2 - eta G W1'^T (new W1), the paper's reference code.
     Computed as W1 + W2^T (-eta G) in the product's buffer (in place, no other (B, m, d) array): the same
-    numbers, as negating a factor negates a product exactly.
+    numbers, as negating a factor negates a product exactly. ``out``: two arrays shaped like W1, W2 (not
+    W1, W2 themselves) to write the new weights into; ``overwrite_g``: -eta G in G's own buffer.
     """
-    neG = (-eta) * G
-    W1_new = xp.matmul(mT(xp, W2), neG)
+    neG = xp.multiply(G, -eta, out=G) if overwrite_g else (-eta) * G
+    W1_new = xp.matmul(mT(xp, W2), neG, out=None if out is None else out[0])
     W1_new += W1
-    W2_new = xp.matmul(neG, mT(xp, W1_new if order == "sequential" else W1))
+    W2_new = xp.matmul(neG, mT(xp, W1_new if order == "sequential" else W1), out=None if out is None else out[1])
     W2_new += W2
     return W1_new, W2_new
 

@@ -39,6 +39,7 @@ def draw_task(d: int, rank: int, noise_std: float, task_seed: int) -> Task:
     return Task(A_star=A_star, E=E, Y=A_star + E)
 
 
-def error(xp, diff, d: int):  # type: ignore[no-untyped-def]
-    """(1/d^2) ||diff||_F^2 over the last two axes, accumulated in float64."""
-    return xp.sum(diff * diff, axis=(-2, -1), dtype=xp.float64) / (d * d)
+def error(xp, diff, d: int, out=None):  # type: ignore[no-untyped-def]
+    """(1/d^2) ||diff||_F^2 over the last two axes, accumulated in float64. ``out``: where the squares go (an
+    array shaped like ``diff``, or ``diff`` itself), instead of a new array; the same numbers."""
+    return xp.sum(xp.multiply(diff, diff, out=out), axis=(-2, -1), dtype=xp.float64) / (d * d)

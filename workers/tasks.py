@@ -33,7 +33,7 @@ from models.runs import (
     record_batch_progress,
     record_progress,
 )
-from workers.celery_app import celery_app
+from workers.celery_app import celery_app, task_blas_threads
 from workers.refinement import after_runs
 
 log = logging.getLogger(__name__)
@@ -190,8 +190,8 @@ def execute_run(run_id: uuid.UUID, settings: Settings | None = None) -> str:
     try:
         request = load_request(stored_request, settings)
         progress = ProgressWriter(settings, run_id, attempt)
-        with CancelWatch(settings, [run_id]) as watch:
-            result = simulate(request, progress=progress, checkpoint=watch,
+        with CancelWatch(settings, [run_id]) as watch, task_blas_threads([request.d], [request.backend]) as threads:
+            result = simulate(request, progress=progress, checkpoint=threads.checkpoint(watch),
                               rows=progress.rows if settings.live_rows else None)
     except RunCancelled:
         log.info("run %s was cancelled while running", run_id)
@@ -245,8 +245,12 @@ def execute_batch(run_ids: Sequence[uuid.UUID], settings: Settings | None = None
     ids = list(requests)
     progress = BatchProgressWriter(settings, ids, [r.steps for r in requests.values()], [attempts[i] for i in ids])
     try:
-        with CancelWatch(settings, ids) as watch:
-            results = simulate_batch(list(requests.values()), progress=progress, checkpoint=watch,
+        batch = list(requests.values())
+        with (
+            CancelWatch(settings, ids) as watch,
+            task_blas_threads([r.d for r in batch], [r.backend for r in batch]) as threads,
+        ):
+            results = simulate_batch(batch, progress=progress, checkpoint=threads.checkpoint(watch),
                                      rows=progress.rows if settings.live_rows else None)
     except RunCancelled:
         log.info("batch of %d runs was cancelled while running", len(ids))

@@ -315,3 +315,27 @@ def test_live_rows_are_the_trajectory_given_in_pieces() -> None:
         spec_steps = np.concatenate([p.spectrum_steps for p in parts])
         assert np.array_equal(spec_steps, full.spectrum_steps[: spec_steps.size])
         np.testing.assert_array_equal(np.concatenate([p.spectrum for p in parts]), full.spectrum[: spec_steps.size])
+
+
+def test_blas_threads_change_a_run_only_by_round_off() -> None:
+    """The per-run rule (workers/celery_app.py) may run a large run on more BLAS threads, which sum in another
+    order: every recorded metric and distance agrees with the one-thread run to 1e-12 relative (round-off,
+    ~1e-16 per operation, over 20 steps; measured: under 1e-15 after 4 steps, bench.large_run_threads), and
+    the stop is the same."""
+    from threadpoolctl import threadpool_limits
+
+    req = SimulationRequest(d=100, rank=5, gamma_sigma2=-1.85, gamma_w=2.25, dynamics=["gd", "self_consistent"],
+                            lr_constant=50, steps=20, spectrum_every=5, gd_update="sequential")  # fmt: skip
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = simulate(req)
+    with threadpool_limits(limits=2, user_api="blas"):
+        two = simulate(req)
+    for name in req.dynamics:
+        a, b = one.trajectories[name], two.trajectories[name]
+        assert a.step.tolist() == b.step.tolist()
+        for col, values in a.metrics.items():
+            np.testing.assert_allclose(b.metrics[col], values, rtol=1e-12, atol=0, err_msg=col)
+        np.testing.assert_allclose(b.spectrum, a.spectrum, rtol=1e-12, atol=1e-12 * float(np.max(a.spectrum)))
+        assert one.summaries[name].stop_reason == two.summaries[name].stop_reason
+    assert one.comparison is not None and two.comparison is not None
+    np.testing.assert_allclose(two.comparison.distance, one.comparison.distance, rtol=1e-12, atol=0)

@@ -89,3 +89,25 @@ def test_a_given_decomposition_is_reused_not_recomputed(step: str, monkeypatch: 
     else:
         reused = self_consistent_step(np, A[None], G, eta, c, s2, V)
     np.testing.assert_array_equal(reused, fresh)  # same decomposition, same arithmetic: bit for bit
+
+
+@pytest.mark.parametrize("order", ["sequential", "simultaneous"])
+def test_gd_step_into_given_buffers_gives_the_same_numbers(order: str) -> None:
+    """The runner's buffers (out=, -eta G in G's buffer) change where the numbers go, not the numbers."""
+    from dynamics.steps import gd_step
+    from dynamics.task import error
+
+    rng = np.random.default_rng(3)
+    W1, W2, Y = rng.standard_normal((3, 8, 4)), rng.standard_normal((3, 4, 8)), rng.standard_normal((4, 4))
+    eta = np.array([0.01, 0.02, 0.03]).reshape(3, 1, 1)
+    G = np.matmul(W2, W1) - Y
+    want = gd_step(np, W1, W2, G, eta, order)
+    out = (np.full_like(W1, np.nan), np.full_like(W2, np.nan))
+    G_copy = G.copy()
+    got = gd_step(np, W1, W2, G_copy, eta, order, out=out, overwrite_g=True)
+    assert got[0] is out[0] and got[1] is out[1]
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    assert np.array_equal(G_copy, (-eta) * G)  # G's buffer now holds -eta G
+    squares = np.empty_like(G)
+    assert np.array_equal(error(np, G, 4, out=squares), error(np, G, 4))
+    assert np.array_equal(squares, G * G)

@@ -216,3 +216,94 @@ def test_a_pool_process_gets_its_share_of_the_cores_as_blas_threads(monkeypatch:
         monkeypatch.setattr(app_module, "blas_threads", 1)
         app_module._limit_blas_threads()
         assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == {1}
+
+
+def test_the_per_run_rule_gives_a_large_run_the_cores_nothing_else_uses() -> None:
+    """large_run_threads: cores - this worker's other busy processes - the machine's other load (rounded up),
+    never below the process's own threads."""
+    from workers.celery_app import large_run_threads
+
+    assert large_run_threads(1, 4, 0, 1.0) == 4  # alone (the load is this run)
+    assert large_run_threads(1, 4, 1, 2.0) == 3  # one other process of the worker busy
+    assert large_run_threads(1, 4, 0, 2.2) == 2  # 1.2 of other work on the machine: 2 cores taken
+    assert large_run_threads(1, 2, 0, 9.0) == 1  # a loaded machine: no more than its own thread
+    assert large_run_threads(2, 4, 3, 4.0) == 2  # never below the process's own
+
+
+def get_settings_large_run_d() -> int:
+    from core import get_settings
+
+    return get_settings().large_run_d
+
+
+@pytest.fixture
+def pool_process(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """This process as a pool process of a 2-process worker on 2 idle cores: 1 BLAS thread, a busy counter."""
+    import multiprocessing
+
+    from threadpoolctl import threadpool_limits
+
+    from workers import celery_app as app_module
+
+    monkeypatch.setattr("core.settings.cpu_cores", lambda: 2)
+    monkeypatch.setattr(app_module.os, "getloadavg", lambda: (1.0, 1.0, 1.0))
+    monkeypatch.setattr(app_module, "_busy", multiprocessing.get_context("fork").Value("i", 0))
+    monkeypatch.setattr(app_module, "blas_threads", 1)
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield app_module
+
+
+def _blas_threads() -> set[int]:
+    from threadpoolctl import threadpool_info
+
+    return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+
+def test_a_large_single_run_takes_the_idle_cores_and_gives_them_back(pool_process: types.ModuleType) -> None:
+    large = get_settings_large_run_d()
+    with pool_process.task_blas_threads([large], ["numpy"]) as threads:
+        assert pool_process._busy.value == 1
+        assert _blas_threads() == {2} and threads.threads == 2
+        # another process of the worker starts a task: the next checkpoint gives its core back
+        with pool_process._busy.get_lock():
+            pool_process._busy.value += 1
+        threads.recheck_s = 0.0
+        threads.checkpoint()()
+        assert _blas_threads() == {1}
+        with pool_process._busy.get_lock():
+            pool_process._busy.value -= 1
+        threads.checkpoint()()
+        assert _blas_threads() == {2}
+    assert pool_process._busy.value == 0 and _blas_threads() == {1}  # the process's own limit again
+
+
+def test_small_runs_batches_and_gpu_runs_keep_the_process_threads(pool_process: types.ModuleType) -> None:
+    large = get_settings_large_run_d()
+    for ds, backends in (([large - 1], ["numpy"]), ([large, large], ["numpy", "numpy"]), ([large], ["cupy"])):
+        with pool_process.task_blas_threads(ds, backends) as threads:
+            threads.recheck_s = 0.0
+            threads.checkpoint()()
+            assert _blas_threads() == {1} and pool_process._busy.value == 1
+    assert pool_process._busy.value == 0
+
+
+def test_execute_run_runs_a_large_run_under_the_rule(
+    settings: Settings, pool_process: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wiring: execute_run's simulate sees the idle cores' threads for a run of d >= large_run_d; the
+    process's own threads come back afterwards."""
+    from workers import tasks
+
+    monkeypatch.setattr(pool_process, "get_settings", lambda: Settings(large_run_d=10))
+    seen: list[set[int]] = []
+
+    def observed(request, progress=None, checkpoint=None):  # type: ignore[no-untyped-def]
+        assert checkpoint is not None
+        checkpoint()
+        seen.append(_blas_threads())
+        return simulate(request, progress=progress, checkpoint=checkpoint)
+
+    monkeypatch.setattr(tasks, "simulate", observed)
+    run_id = _queued(settings, REQ)  # d = 12
+    assert execute_run(run_id, settings) == "succeeded"
+    assert seen == [{2}] and _blas_threads() == {1}
