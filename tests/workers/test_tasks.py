@@ -297,11 +297,11 @@ def test_execute_run_runs_a_large_run_under_the_rule(
     monkeypatch.setattr(pool_process, "get_settings", lambda: Settings(large_run_d=10))
     seen: list[set[int]] = []
 
-    def observed(request, progress=None, checkpoint=None):  # type: ignore[no-untyped-def]
+    def observed(request, progress=None, checkpoint=None, rows=None):  # type: ignore[no-untyped-def]
         assert checkpoint is not None
         checkpoint()
         seen.append(_blas_threads())
-        return simulate(request, progress=progress, checkpoint=checkpoint)
+        return simulate(request, progress=progress, checkpoint=checkpoint, rows=rows)
 
     monkeypatch.setattr(tasks, "simulate", observed)
     run_id = _queued(settings, REQ)  # d = 12
