@@ -308,7 +308,8 @@ def sweep(
         Optional[int], typer.Option(min=1, help="refinement rounds after the grid (default 1)")  # noqa: UP045
     ] = None,
     refine_budget: Annotated[
-        Optional[int], typer.Option(min=1, help="most points the refinement adds (default: as many as the grid has)")  # noqa: UP045
+        Optional[int],  # noqa: UP045
+        typer.Option(min=1, help="most points the refinement adds (default: as many as the grid has)"),
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait for every run, then print the sweep")] = False,
     progress: Annotated[bool, typer.Option(help="progress bar on stderr while waiting")] = True,
