@@ -26,8 +26,8 @@ def sweep_dataset(sweep: Sweep) -> Any:
     ``run_id`` and ``status`` over the axes. Attributes: sweep_id, name, base_request and tags (JSON text,
     so that the dataset writes to NetCDF as it is). Two requests: the sweep and its table (Parquet)."""
     xr = require("xarray", EXTRA, "Sweep.dataset()")
-    axes: dict[str, list[Any]] = dict(sweep.data["axes"])
     frame = sweep.table()
+    axes = _mesh(sweep, frame)
     index = _grid_index(axes, frame)
     shape = tuple(len(v) for v in axes.values())
     dims = tuple(axes)
@@ -51,8 +51,8 @@ def trajectory_dataset(sweep: Sweep, frame: pd.DataFrame) -> Any:
     not record (or where it has not finished). A metric whose name is also an axis (``rank``) is called
     ``<name>_metric`` here. One more request: the sweep's table (where each run sits on the grid)."""
     xr = require("xarray", EXTRA, "Sweep.trajectories(dataset=True)")
-    axes: dict[str, list[Any]] = dict(sweep.data["axes"])
     table = sweep.table()
+    axes = _mesh(sweep, table)
     position = dict(zip(table["run_id"], _grid_index(axes, table), strict=True))
     shape = tuple(len(v) for v in axes.values())
     dynamics = _dynamics(table)
@@ -83,6 +83,15 @@ def _attrs(sweep: Sweep) -> dict[str, Any]:
 def _dynamics(table: pd.DataFrame) -> list[str]:
     """The dynamics the sweep ran: the prefixes of its table's ``<dynamics>.<metric>`` columns."""
     return list(dict.fromkeys(c.split(".", 1)[0] for c in table.columns if "." in c))
+
+
+def _mesh(sweep: Sweep, frame: pd.DataFrame) -> dict[str, list[Any]]:
+    """The sweep's axes; for a refined sweep (points off the grid) each axis's values in the table, sorted: the
+    points lie on that mesh, NaN (or "") at its nodes that are not points."""
+    axes: dict[str, list[Any]] = dict(sweep.data["axes"])
+    if sweep.data.get("refine"):
+        axes = {a: sorted(set(v) | set(frame[a].tolist())) for a, v in axes.items()}
+    return axes
 
 
 def _grid_index(axes: dict[str, list[Any]], frame: pd.DataFrame) -> np.ndarray:

@@ -426,7 +426,8 @@ def sweep(
         Optional[int], typer.Option(min=1, help="refinement rounds after the grid (default 1)")  # noqa: UP045
     ] = None,
     refine_budget: Annotated[
-        Optional[int], typer.Option(min=1, help="most points the refinement adds (default: as many as the grid has)")  # noqa: UP045
+        Optional[int],  # noqa: UP045
+        typer.Option(min=1, help="most points the refinement adds (default: as many as the grid has)"),
     ] = None,
     replicates: Annotated[
         Optional[list[str]],  # noqa: UP045

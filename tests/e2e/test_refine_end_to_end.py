@@ -112,7 +112,14 @@ def test_refinement_on_the_embedded_default_through_the_cli_and_the_client(proce
     with Client(server) as client:
         found = client.get_sweep(first[1])
         sweep, table = found.data, found.table()
+        dataset = found.dataset()
     check_refined(sweep, {c: list(table[c]) for c in table.columns})
+    # as an xarray Dataset: on the refined mesh (each axis's values, sorted), NaN at its nodes that are not points
+    assert dataset["gamma_sigma2"].values.tolist() == sorted(set(table["gamma_sigma2"]))
+    values = dataset["min_test_error"].sel(dynamics="gd").values
+    assert int(np.isfinite(values).sum()) == len(table)
+    for g, w, v in zip(table["gamma_sigma2"], table["gamma_w"], table[METRIC], strict=True):
+        assert dataset["min_test_error"].sel(gamma_sigma2=g, gamma_w=w, dynamics="gd").item() == v
     r = runner.invoke(app, ["sweep", *flags, "--refine-metric", "gd.colour", "--refine-budget", "5"])
     assert r.exit_code == 2 and "metric: 'gd.colour' is not a summary metric" in r.output, r.output
     r = runner.invoke(app, ["sweep", *flags, "--refine-rounds", "2"])

@@ -138,7 +138,8 @@ def test_two_workers_finishing_at_once_start_the_round_once(settings: Settings) 
     for t in threads:
         t.join(timeout=60)
     row = sweep_row(settings, sweep_id)
-    assert sorted(counts)[:-1] == [0, 0, 0] and counts and max(counts) == row.refine_points[1] > 0  # type: ignore[index]
+    assert row.refine_points is not None and len(counts) == 4
+    assert sorted(counts)[:-1] == [0, 0, 0] and max(counts) == row.refine_points[1] > 0
     assert row.refine_round == 1 and row.total == 9 + max(counts) == len(points_and_values(settings, sweep_id))
     assert len(app.run_ids) == len(set(app.run_ids)) == max(counts)
 
@@ -149,7 +150,8 @@ def test_the_reaper_starts_a_round_whose_worker_died(settings: Settings) -> None
     app = Sent()
     n = Reaper(settings, app).once()
     row = sweep_row(settings, sweep_id)
-    assert n == row.refine_points[1] == len(app.run_ids) > 0 and row.refine_round == 1  # type: ignore[index]
+    assert row.refine_points is not None
+    assert n == row.refine_points[1] == len(app.run_ids) > 0 and row.refine_round == 1
     assert Reaper(settings, app).once() == 0  # its runs are queued now: nothing more until they finish
 
 
