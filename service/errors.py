@@ -53,6 +53,18 @@ def body_too_large(size: str, max_bytes: int) -> dict[str, Any]:
                                    "bytes", "body_too_large")]}  # fmt: skip
 
 
+def body_timeout(received: int, timeout_s: float) -> dict[str, Any]:
+    """The body of the 408 of a request whose body did not all arrive within ``timeout_s``."""
+    return {"detail": [field_error(["body"], None, f"the request body did not all arrive within {timeout_s:g} s "
+                                   f"({received} bytes received): send the body its Content-Length announces",
+                                   "body_timeout")]}  # fmt: skip
+
+
+def database_unavailable(exc: BaseException) -> dict[str, Any]:
+    """The body of the 503 (sent with ``Retry-After``) of a request whose database connection failed twice."""
+    return {"detail": f"the database is unavailable for a moment ({type(exc).__name__}); retry"}
+
+
 def queue_unreachable(exc: Exception) -> HTTPException:
     """503: the job queue (the broker) cannot be reached, so a run cannot be sent to the workers."""
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"job queue unreachable: {exc}")
