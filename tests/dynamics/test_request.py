@@ -177,7 +177,7 @@ def test_the_peak_memory_estimate_and_its_limit() -> None:
                                                                                 max_run_seconds=None)})
     (err,) = errors_of(Limits(max_run_bytes=2**20, max_run_seconds=None), d=400, gamma_w=2.0, steps=1)
     assert err["field"] == "d" and "smaller d" in err["msg"]
-    # the default admits the d = 4096 GD + self-consistent (about 6.2 GB) when its time is allowed
+    # the default admits the d = 4096 GD + self-consistent (about 5.8 GB) when its time is allowed
     big = SimulationRequest.model_validate({"d": 4096, "rank": 5, "gamma_sigma2": -1.85, "gamma_w": 2.25, "steps": 100,
                                             "dynamics": ["gd", "self_consistent"]},
                                            context={"limits": Limits(max_run_seconds=None)})
