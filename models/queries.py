@@ -200,11 +200,9 @@ def index_order(session: Session) -> Iterator[None]:
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
         session.execute(text("SET LOCAL enable_sort = off"))
-    try:
-        yield
-    finally:
-        if postgres:
-            session.execute(text("SET LOCAL enable_sort = on"))
+    yield  # (a statement that fails aborts the transaction, whose rollback undoes the SET LOCAL)
+    if postgres:
+        session.execute(text("SET LOCAL enable_sort = on"))
 
 
 def _after(col: Any, key: Any, last_id: uuid.UUID, descending: bool) -> ColumnElement[bool]:

@@ -155,7 +155,8 @@ def claim_runs(
     session: Session, run_ids: Sequence[uuid.UUID], *, fresh_s: float | None = None, max_attempts: int | None = None
 ) -> list[Run]:
     """``claim_run`` for each id in the order of the ids (``lock_in_order``'s); the runs that may run."""
-    claimed = (claim_run(session, run_id, fresh_s=fresh_s, max_attempts=max_attempts) for run_id in sorted(set(run_ids)))
+    ordered = sorted(set(run_ids))
+    claimed = (claim_run(session, run_id, fresh_s=fresh_s, max_attempts=max_attempts) for run_id in ordered)
     return [run for run in claimed if run is not None]
 
 
