@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from dynamics import DYNAMICS, SUMMARY_METRICS, Limits, SimulationRequest
-from dynamics.request import NUMERIC_FIELDS, OTHER_FORM, InvalidRequest, parse_request
+from dynamics.request import NUMERIC_FIELDS, OTHER_FORM, InvalidRequest, parse_request, run_bytes
 from dynamics.simulate import batch_key
 from models import Run
 from service.errors import field_error
@@ -126,12 +126,15 @@ def _point_errors(exc: InvalidRequest, point: dict[str, Any], names: list[str]) 
 
 # ---- fan-out ---------------------------------------------------------------------------------------------
 def chunks(
-    run_ids: Sequence[uuid.UUID], requests: Sequence[SimulationRequest], size: int, spread: int = 1
+    run_ids: Sequence[uuid.UUID], requests: Sequence[SimulationRequest], size: int, spread: int = 1,
+    max_bytes: int | None = None,
 ) -> list[tuple[str, list[uuid.UUID]]]:
     """The runs grouped by ``batch_key``, each group of n runs dealt into max(ceil(n / size), min(n, spread))
     chunks: one worker task each, with the backend its queue is chosen by. ``spread`` (the worker processes)
     gives every process a chunk. Dealt, not cut: chunk j of m holds points j, j + m, j + 2m, ... (grid order
-    kept), so chunks sample the whole grid and take about as long as each other."""
+    kept), so chunks sample the whole grid and take about as long as each other. ``max_bytes`` (the limit of
+    a run's estimated peak memory) caps ``size`` for a group at max_bytes // the largest point's estimate, so a
+    stacked batch stays within what one run may use (``run_bytes`` of a batch is at most the sum of its points')."""
     groups: dict[tuple[Any, ...], list[uuid.UUID]] = {}
     backends: dict[tuple[Any, ...], str] = {}
     for run_id, request in zip(run_ids, requests, strict=True):
@@ -139,8 +142,14 @@ def chunks(
         groups.setdefault(key, []).append(run_id)
         backends[key] = request.backend
     out = []
+    largest: dict[tuple[Any, ...], int] = {}
+    if max_bytes is not None:
+        for request in requests:
+            key = batch_key(request)
+            largest[key] = max(largest.get(key, 0), run_bytes([request]))
     for key, ids in groups.items():
-        m = max(-(-len(ids) // size), min(len(ids), spread))
+        fits = max(1, max_bytes // largest[key]) if max_bytes is not None else size
+        m = max(-(-len(ids) // min(size, fits)), min(len(ids), spread))
         out += [(backends[key], ids[j::m]) for j in range(m)]
     return out
 
