@@ -1,7 +1,7 @@
 """Two faults of real processes (issue #13, item 7): a request whose Content-Length announces more body than it
 sends is answered 408 and its connection closed after LINDYN_BODY_TIMEOUT_S, by a real uvicorn; two
-``lindyn migrate`` started at once on a fresh SQLite directory both succeed (a file lock around the embedded
-migration), leaving one schema at head."""
+``lindyn migrate`` started at once on a fresh SQLite directory (or PostgreSQL database) both succeed (a file
+lock around the embedded migration, an advisory lock on PostgreSQL), leaving one schema at head."""
 
 from __future__ import annotations
 
@@ -54,17 +54,22 @@ def test_a_body_shorter_than_its_content_length_is_answered_408(processes: Proce
     assert ok.status_code == 202, ok.text
 
 
-def test_two_migrates_at_once_on_a_fresh_sqlite_directory(tmp_path: Path) -> None:
-    for attempt in range(3):  # three fresh directories: the race is lost more often than not without the lock
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_two_migrates_at_once_on_a_fresh_database(
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    rounds = 3 if database == "sqlite" else 1  # the SQLite race is lost more often than not without the lock
+    for attempt in range(rounds):
         data = tmp_path / f"data{attempt}"
-        env = clean_env(LINDYN_DATA_DIR=str(data))
+        url = f"sqlite:///{data / 'lindyn.db'}" if database == "sqlite" else request.getfixturevalue("postgres_url")
+        env = clean_env(LINDYN_DATA_DIR=str(data), LINDYN_DATABASE_URL=url)
         procs = [subprocess.Popen([*LINDYN, "migrate"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True) for _ in range(2)]
         outputs = [p.communicate(timeout=180) for p in procs]
         for p, (out, err) in zip(procs, outputs, strict=True):
             assert p.returncode == 0, err[-3000:]
             assert "database at revision head" in out
-        engine = create_engine(f"sqlite:///{data / 'lindyn.db'}")
+        engine = create_engine(url)
         try:
             with engine.connect() as conn:
                 versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
