@@ -9,7 +9,10 @@ Four phases of ``--duration / 4`` seconds each, ``--clients`` concurrent clients
 - ``run-reads``: GET /v1/runs/{id} only, over runs made beforehand (the goal: at least 300 per second);
 - ``reads``:   GET /v1/runs/{id} (mostly), its trajectory, and the list of runs;
 - ``submits``: POST /v1/runs of small, distinct requests (new seeds: no cache hits);
-- ``mixed``:   both at once (1 submission for 4 reads).
+- ``mixed``:   both at once (1 submission for 4 reads);
+
+then ``--twins`` new requests each sent three times at once (one run each: the others are answered 200 with it;
+a request that made more than one run counts as a problem).
 
 It reports the throughput and p50/p95 latency of each endpoint, the number of 5xx answers (must be 0), the
 API process's CPU time per request (when it started the server: the figure that does not depend on how much
@@ -287,6 +290,9 @@ async def run(args: argparse.Namespace, base: str, api_pid: int | None = None) -
             cpu = None if cpu_start is None or cpu_end is None else cpu_end - cpu_start
             bad += report(phase, stats, time.monotonic() - start, cpu)
             all_accepted += stats.accepted
+        twins, duplicated = await identical_submissions(client, seeds, args.twins)
+        all_accepted += twins
+        bad += duplicated
         print(f"\n== waiting (at most {args.drain:.0f} s) for the {len(all_accepted)} accepted runs to finish")
         start = time.monotonic()
         done = await drain(client, all_accepted, args.drain)
@@ -298,6 +304,33 @@ async def run(args: argparse.Namespace, base: str, api_pid: int | None = None) -
             if line.startswith("lindyn_runs{"):
                 print("  ", line)
     return bad
+
+
+async def identical_submissions(
+    client: httpx.AsyncClient, seeds: Any, n: int, copies: int = 3
+) -> tuple[list[str], int]:
+    """``n`` new requests, each sent ``copies`` times at once: one run each (the others answered 200 with it).
+    The runs made, and how many requests made more than one (duplicated runs)."""
+    made: list[str] = []
+    duplicated = 0
+    statuses: dict[int, int] = defaultdict(int)
+    for _ in range(n):
+        body = {**SMALL, "seed": next(seeds)}
+        answers = await asyncio.gather(*(client.post("/v1/runs", json=body) for _ in range(copies)),
+                                       return_exceptions=True)
+        ids = set()
+        for a in answers:
+            if isinstance(a, httpx.Response):
+                statuses[a.status_code] += 1
+                if a.status_code in (200, 202):
+                    ids.add(a.json()["id"])
+            else:
+                statuses[-1] += 1
+        duplicated += len(ids) > 1
+        made += sorted(ids)
+    print(f"\n== identical submissions: {n} requests x {copies} at once: statuses {dict(sorted(statuses.items()))}, "
+          f"{duplicated} made more than one run")
+    return made, duplicated + sum(c for code, c in statuses.items() if code >= 500 or code < 0)
 
 
 async def drain(client: httpx.AsyncClient, ids: list[str], timeout: float) -> list[str]:
@@ -350,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--api-processes", type=int, default=1, help="API processes (uvicorn workers) of the started server")
     p.add_argument("--max-requests", type=int, default=200_000, help="stop a phase after this many requests")
     p.add_argument("--drain", type=float, default=600.0, help="seconds to wait for accepted runs to finish")
+    p.add_argument("--twins", type=int, default=50, help="requests each sent 3 times at once (must make one run each)")
     args = p.parse_args(argv)
     if not 0 < args.duration <= 600 or not 0 < args.drain <= 1800:
         p.error("--duration must be in (0, 600] and --drain in (0, 1800]")

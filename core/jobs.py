@@ -10,6 +10,7 @@ from typing import Any
 
 from core.settings import Settings
 from dynamics import SimulationRequest
+from dynamics.request import run_bytes
 from dynamics.simulate import batch_key
 
 SIMULATE_RUN_TASK = "lindyn.simulate_run"
@@ -87,21 +88,28 @@ def ensure_broker_folders(settings: Settings) -> None:
 
 
 def chunks(
-    run_ids: Sequence[uuid.UUID], requests: Sequence[SimulationRequest], size: int, spread: int = 1
+    run_ids: Sequence[uuid.UUID], requests: Sequence[SimulationRequest], size: int, spread: int = 1,
+    max_bytes: int | None = None,
 ) -> list[tuple[str, list[uuid.UUID]]]:
     """The runs grouped by ``batch_key``, each group of n runs dealt into max(ceil(n / size), min(n, spread))
     chunks: one worker task each, with the backend its queue is chosen by. ``spread`` (the worker processes)
     gives every process a chunk. Dealt, not cut: chunk j of m holds points j, j + m, j + 2m, ... (grid order
-    kept), so chunks sample the whole grid and take about as long as each other. (A sweep's runs, sent by the
-    service, and a refinement round's, sent by the worker that starts it.)"""
+    kept), so chunks sample the whole grid and take about as long as each other. ``max_bytes`` (the limit of
+    a run's estimated peak memory) caps ``size`` for a group at max_bytes // the largest point's estimate, so a
+    stacked batch stays within what one run may use (``run_bytes`` of a batch is at most the sum of its points').
+    (A sweep's runs, sent by the service, and a refinement round's, sent by the worker that starts it.)"""
     groups: dict[tuple[Any, ...], list[uuid.UUID]] = {}
     backends: dict[tuple[Any, ...], str] = {}
+    largest: dict[tuple[Any, ...], int] = {}
     for run_id, request in zip(run_ids, requests, strict=True):
         key = batch_key(request)
         groups.setdefault(key, []).append(run_id)
         backends[key] = request.backend
+        if max_bytes is not None:
+            largest[key] = max(largest.get(key, 0), run_bytes([request]))
     out = []
     for key, ids in groups.items():
-        m = max(-(-len(ids) // size), min(len(ids), spread))
+        fits = max(1, max_bytes // largest[key]) if max_bytes is not None else size
+        m = max(-(-len(ids) // min(size, fits)), min(len(ids), spread))
         out += [(backends[key], ids[j::m]) for j in range(m)]
     return out

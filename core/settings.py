@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     max_steps: int = Field(default=_DEFAULT_LIMITS.max_steps, ge=0)
     max_d: int = Field(default=_DEFAULT_LIMITS.max_d, ge=2)
     dense_memory_bytes: int = Field(default=_DEFAULT_LIMITS.dense_memory_bytes, ge=0)
+    max_run_bytes: int = Field(
+        default=_DEFAULT_LIMITS.max_run_bytes or 8 * 1024**3, ge=0,
+        description="largest estimated peak memory of one run (docs/reliability.md); 422 with the estimate above "
+        "(0: no limit)",
+    )
     max_run_seconds: float = Field(
         default=_DEFAULT_LIMITS.max_run_seconds or 3600.0, ge=0,
         description="longest estimated run (seconds at flops_per_second); 422 with the estimate above (0: no limit)",
@@ -79,6 +84,10 @@ class Settings(BaseSettings):
 
     auth_reads: bool = Field(default=False, description="reads need an API key too (when any key is configured)")
     max_body_bytes: int = Field(default=1_048_576, ge=1, description="largest request body accepted (413 above)")
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="a request body not all received this long after the request began is "
+        "answered 408 and its connection closed (a Content-Length above what is sent)",
+    )
     max_result_bytes: int = Field(
         default=_DEFAULT_LIMITS.max_result_bytes or 1024**3, ge=0,
         description="largest estimated result (weights, metrics, spectra) of one run; 422 above"
@@ -119,6 +128,11 @@ class Settings(BaseSettings):
         default=6 * 3600.0, ge=0,
         description="a task running longer is stopped and its runs failed (0: no limit); it is killed "
         "TASK_KILL_GRACE_S later if a long array operation keeps it from stopping",
+    )
+    max_attempts: int = Field(
+        default=3, ge=1,
+        description="a run whose worker was lost this many times (killed by the hard time limit, out of memory) is "
+        "failed when it comes back instead of being started again",
     )
     broker_polling_interval_s: float = Field(default=0.1, gt=0, description="polling interval of the filesystem broker")
     events_poll_interval_s: float = Field(
@@ -176,6 +190,7 @@ class Settings(BaseSettings):
             max_d=self.max_d,
             dense_memory_bytes=self.dense_memory_bytes,
             max_result_bytes=self.max_result_bytes,
+            max_run_bytes=self.max_run_bytes or None,
             max_run_seconds=self.max_run_seconds or None,
             flops_per_second=self.flops_per_second,
         )
@@ -191,6 +206,7 @@ class Settings(BaseSettings):
             "LINDYN_DENSE_MEMORY_BYTES": str(self.dense_memory_bytes),
             "LINDYN_MAX_RESULT_BYTES": str(self.max_result_bytes),
             "LINDYN_MAX_RUN_SECONDS": str(self.max_run_seconds),
+            "LINDYN_MAX_RUN_BYTES": str(self.max_run_bytes),
             "LINDYN_FLOPS_PER_SECOND": str(self.flops_per_second),
             "LINDYN_VISIBILITY_TIMEOUT_S": str(self.visibility_timeout_s),
             "LINDYN_HEARTBEAT_INTERVAL_S": str(self.heartbeat_interval_s),
@@ -204,6 +220,8 @@ class Settings(BaseSettings):
             "LINDYN_LIVE_ROWS": str(self.live_rows).lower(),
             "LINDYN_EVENTS_POLL_INTERVAL_S": str(self.events_poll_interval_s),
             "LINDYN_EVENTS_HEARTBEAT_S": str(self.events_heartbeat_s),
+            "LINDYN_MAX_ATTEMPTS": str(self.max_attempts),
+            "LINDYN_BODY_TIMEOUT_S": str(self.body_timeout_s),
             "LINDYN_WORKER_PROCESSES": str(self.worker_processes),
             "LINDYN_BLAS_THREADS": str(self.blas_threads),
             "LINDYN_LARGE_RUN_D": str(self.large_run_d),

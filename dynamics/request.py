@@ -37,6 +37,7 @@ DEFAULT_MAX_STEPS = 100_000
 DEFAULT_MAX_D = 4096
 DEFAULT_DENSE_MEMORY_BYTES = 2 * 1024**3
 DEFAULT_MAX_RESULT_BYTES = 1024**3
+DEFAULT_MAX_RUN_BYTES = 8 * 1024**3
 DEFAULT_MAX_RUN_SECONDS = 3600.0
 DEFAULT_FLOPS_PER_SECOND = 5e9
 #: the widest network (either form): the reduction is exact for any w, the database stores w as a 64-bit integer
@@ -53,6 +54,8 @@ class Limits(BaseModel):
     dense_memory_bytes: int = DEFAULT_DENSE_MEMORY_BYTES
     #: largest estimated result of one run (weights + recorded metrics + recorded spectra); None: no limit
     max_result_bytes: int | None = DEFAULT_MAX_RESULT_BYTES
+    #: largest estimated peak memory of one run (``estimated_run_bytes``, docs/reliability.md); None: no limit
+    max_run_bytes: int | None = DEFAULT_MAX_RUN_BYTES
     #: longest estimated run, in seconds (``estimated_flops / flops_per_second``); None: no limit
     max_run_seconds: float | None = DEFAULT_MAX_RUN_SECONDS
     #: the float64 arithmetic rate the time estimate assumes (measured: docs/reliability.md)
@@ -225,6 +228,16 @@ class SimulationRequest(BaseModel):
                 f"steps), over the limit of {lim.max_run_seconds:.0f} s; run fewer steps, a smaller d or fewer "
                 f"dynamics",
             )
+        if lim.max_run_bytes is not None and self.estimated_run_bytes > lim.max_run_bytes:
+            fixed = run_bytes([self], steps=0)  # what the run holds whatever its steps
+            raise _field_error(
+                "d" if fixed > lim.max_run_bytes else "steps",
+                f"the run would use about {self.estimated_run_bytes / 2**20:.0f} MiB of memory at its peak "
+                f"({fixed / 2**20:.0f} MiB for d = {self.d}, inner width {self.inner_width} and "
+                f"{', '.join(self.dynamics)}, the rest for {self.steps} steps of histories and records), over the "
+                f"limit of {lim.max_run_bytes / 2**20:.0f} MiB; use a smaller d, fewer dynamics, fewer steps "
+                f"or record less often",
+            )
         return self
 
     # ---- derived quantities -------------------------------------------------------------------------
@@ -268,6 +281,11 @@ class SimulationRequest(BaseModel):
         return weights + n * 8 * (8 * metric_rows + self.d * spectrum_rows)
 
     @property
+    def estimated_run_bytes(self) -> int:
+        """The peak memory of running this request alone: ``run_bytes([self])``."""
+        return run_bytes([self])
+
+    @property
     def inner_width(self) -> int:
         """Width of the weights GD actually runs on: 2d when reduced, w when dense and w < 2d."""
         assert self.width is not None
@@ -283,6 +301,59 @@ class SimulationRequest(BaseModel):
         payload.pop("backend", None)  # same numbers on any backend (host-drawn seeds)
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+#: bytes per recorded scalar: a Python float or int (24-28, plus the allocator's header) in a list (8, over-allocated)
+#: while running, then an 8-byte array element (measured: bench/run_memory.py)
+RECORDED_VALUE_BYTES = 56
+#: bytes of a recorded spectrum besides its 2 x d x 8 (a list of arrays, then one array): the array object and the
+#: allocator's headers
+SPECTRUM_OVERHEAD_BYTES = 192
+#: d x d temporaries of one step and point, per dynamics (simulate.py, steps.py): GD's A = W2 W1, G, G + E,
+#: -eta G; self-consistent and balanced A^T A, V, eigh's workspace, A V, (A V)^T G, G V, the direction and
+#: the new A; lazy G, G + E and the new A
+STEP_TEMPORARIES = {"gd": 4, "self_consistent": 10, "balanced": 10, "lazy": 3}
+
+
+def run_bytes(requests: Sequence[SimulationRequest], *, steps: int | None = None) -> int:
+    """An upper estimate of the peak memory of running ``requests`` as one stacked batch (``simulate_batch``;
+    one request: ``simulate``), in bytes, over what the process held before. With b the dtype's bytes, n the
+    inner width, w the width, T the steps (or ``steps``):
+
+    - the task: A*, E, Y on the host (3 d^2 x 8) and Y, E in the dtype (2 d^2 b);
+    - per point, the initial weights: drawn in float64 and stacked (2 n d x 16), cast (2 n d b), A_0 (d^2 b),
+      and a dense draw of w x d weights that is QR-reduced (4 w d x 8, init = dense with w >= 2d);
+    - per point and dynamics, the state: GD's W1, W2 (2 n d b) or A (d^2 b), and A at the minimum (d^2 b);
+      the step's temporaries (``STEP_TEMPORARIES`` x d^2 b, plus 2 n d b for GD's new weights), counted for
+      every point (a GPU advances all at once; the CPU fewer, so this is an upper estimate);
+    - per point, the train and test errors of every step (2 x dynamics x (T + 1) x 8, and the GD /
+      self-consistent distance when both run) and the records: each recorded step's metrics
+      (``RECORDED_VALUE_BYTES`` each) and each recorded spectrum twice (a list of arrays, then one array;
+      ``SPECTRUM_OVERHEAD_BYTES`` more).
+    """
+    if not requests:
+        return 0
+    from dynamics.result import METRIC_COLUMNS
+
+    first = requests[0]
+    d = first.d
+    total = 3 * d * d * 8 + 2 * d * d * (8 if first.dtype == "float64" else 4)
+    for r in requests:
+        b = 8 if r.dtype == "float64" else 4
+        n, w, t = r.inner_width, r.width or 0, r.steps if steps is None else steps
+        total += 2 * n * d * (16 + b) + d * d * b
+        if r.init == "dense" and w >= 2 * d:
+            total += 4 * w * d * 8
+        for name in r.dynamics:
+            total += d * d * b + (2 * n * d * b if name == "gd" else d * d * b)
+            total += STEP_TEMPORARIES[name] * d * d * b + (2 * n * d * b if name == "gd" else 0)
+        histories = 2 * len(r.dynamics) + ("gd" in r.dynamics and "self_consistent" in r.dynamics)
+        total += histories * (t + 1) * 8
+        metric_rows = t // r.record_every + 2
+        spectrum_rows = t // r.spectrum_every + 2 if r.spectrum_every else 1
+        total += len(r.dynamics) * (metric_rows * (len(METRIC_COLUMNS) + 1) * RECORDED_VALUE_BYTES
+                                    + spectrum_rows * (2 * d * 8 + SPECTRUM_OVERHEAD_BYTES))
+    return total
 
 
 def _power(d: int, gamma: float) -> float:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import text
 
 from core import get_settings, make_engine
+from migrations import ADVISORY_LOCK_KEY
 from models import Base
 
 config = context.config
@@ -32,6 +34,8 @@ def run_migrations_online() -> None:
         with engine.connect() as connection:
             context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
             with context.begin_transaction():
+                if connection.dialect.name == "postgresql":  # one migration of this database at a time
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
                 context.run_migrations()
     finally:
         engine.dispose()

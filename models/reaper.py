@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db import in_transaction
 from models.base import RunStatus, utcnow
 from core.jobs import queue_for
+from models.runs import lock_in_order
 from models.tables import Run, TrajectoryPoint
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def beat(session: Session, run_ids: Iterable[uuid.UUID]) -> int:
     ids = list(run_ids)
     if not ids:
         return 0
+    lock_in_order(session, Run.id.in_(ids), Run.status == RunStatus.running)
     stmt = update(Run).where(Run.id.in_(ids), Run.status == RunStatus.running).values(heartbeat_at=utcnow())
     return int(getattr(session.execute(stmt), "rowcount", 0) or 0)
 

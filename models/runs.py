@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Update, case, delete, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, Update, case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from dynamics import SimulationRequest, regime
@@ -74,17 +74,32 @@ def locked_run(session: Session, run_id: uuid.UUID) -> Run | None:
     return session.scalars(stmt).first()
 
 
-def claim_run(session: Session, run_id: uuid.UUID, *, fresh_s: float | None = None) -> Run | None:
+def gave_up(attempts: int) -> str:
+    """The error of a run failed because ``attempts`` workers started it and none finished it."""
+    return (f"gave up after {attempts} attempts: each worker that started this run was lost before it finished "
+            "(killed by the task's hard time limit, out of memory, or its machine stopped); see LINDYN_MAX_ATTEMPTS")
+
+
+def claim_run(
+    session: Session, run_id: uuid.UUID, *, fresh_s: float | None = None, max_attempts: int | None = None
+) -> Run | None:
     """Mark a queued run running (or take over a running one whose worker was lost); None if it must not run.
     With ``fresh_s``, a running run whose heartbeat is younger than that is left to its live worker (a copy
     of its task delivered again, e.g. by Redis after the visibility timeout, does not run it twice). The rows
-    an earlier attempt stored as it went are deleted with the claim: the new attempt writes them again."""
+    an earlier attempt stored as it went are deleted with the claim: the new attempt writes them again. With
+    ``max_attempts``, a run already started that many times is failed (``gave_up``) instead: a run whose
+    worker is killed every time (the hard time limit, memory) is not requeued for ever."""
     run = locked_run(session, run_id)
     if run is None or run.status not in ACTIVE:
         return None
     now = utcnow()
     if (fresh_s is not None and run.status == RunStatus.running and run.heartbeat_at is not None
             and now - run.heartbeat_at < timedelta(seconds=fresh_s)):
+        return None
+    if max_attempts is not None and run.attempts >= max_attempts:
+        run.status = RunStatus.failed
+        run.error = gave_up(run.attempts)
+        run.finished_at = now
         return None
     run.status = RunStatus.running
     run.started_at = now
@@ -146,9 +161,21 @@ def fail_run(session: Session, run_id: uuid.UUID, message: str) -> bool:
     return _changed_one(session, stmt)
 
 
-def claim_runs(session: Session, run_ids: Sequence[uuid.UUID], *, fresh_s: float | None = None) -> list[Run]:
-    """``claim_run`` for each id (in a fixed order, so two workers lock rows alike); the runs that may run."""
-    claimed = (claim_run(session, run_id, fresh_s=fresh_s) for run_id in sorted(set(run_ids)))
+def lock_in_order(session: Session, *where: ColumnElement[bool]) -> list[uuid.UUID]:
+    """Lock the runs matching ``where`` in the order of their ids (SELECT ... ORDER BY id FOR UPDATE) and give
+    their ids. Every write to several runs takes its row locks this way first (and ``claim_runs`` one by one in
+    the same order), so two transactions writing overlapping runs (a sweep's cancel and a worker claiming its
+    chunk) wait for each other instead of deadlocking. SQLite locks the whole file: FOR UPDATE is left out."""
+    stmt = select(Run.id).where(*where).order_by(Run.id).with_for_update()
+    return list(session.scalars(stmt))
+
+
+def claim_runs(
+    session: Session, run_ids: Sequence[uuid.UUID], *, fresh_s: float | None = None, max_attempts: int | None = None
+) -> list[Run]:
+    """``claim_run`` for each id in the order of the ids (``lock_in_order``'s); the runs that may run."""
+    ordered = sorted(set(run_ids))
+    claimed = (claim_run(session, run_id, fresh_s=fresh_s, max_attempts=max_attempts) for run_id in ordered)
     return [run for run in claimed if run is not None]
 
 
@@ -160,7 +187,9 @@ def count_running(session: Session, run_ids: Sequence[uuid.UUID]) -> int:
 
 def record_batch_progress(session: Session, run_ids: Sequence[uuid.UUID], step: int) -> dict[uuid.UUID, int]:
     """A batch reached ``step``: each of its runs still running has done min(step, its steps). Returns those
-    still running, each with its attempt (empty: all were cancelled). One statement (UPDATE ... RETURNING)."""
+    still running, each with its attempt (empty: all were cancelled). One statement (UPDATE ... RETURNING),
+    after the rows are locked in id order (``lock_in_order``)."""
+    lock_in_order(session, Run.id.in_(run_ids), Run.status == RunStatus.running)
     stmt = (
         update(Run)
         .where(Run.id.in_(run_ids), Run.status == RunStatus.running)
@@ -173,6 +202,7 @@ def record_batch_progress(session: Session, run_ids: Sequence[uuid.UUID], step: 
 
 def fail_runs(session: Session, run_ids: Sequence[uuid.UUID], message: str) -> int:
     """``fail_run`` for many runs at once; how many were failed."""
+    lock_in_order(session, Run.id.in_(run_ids), Run.status.in_(ACTIVE))
     stmt = (
         update(Run)
         .where(Run.id.in_(run_ids), Run.status.in_(ACTIVE))

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 from dynamics import SimulationRequest
 from models.base import RUN_STATUSES, RunStatus, utcnow
 from models.queries import RUN_RANGES
-from models.runs import ACTIVE, delete_runs, run_row
+from models.runs import ACTIVE, delete_runs, lock_in_order, run_row
 from models.tables import Run, RunSummary, Sweep, SweepTag
 
 _INSERT_CHUNK = 1000  # runs per bulk INSERT statement
@@ -91,7 +91,9 @@ def sweep_states(session: Session, sweep_ids: Sequence[uuid.UUID]) -> dict[uuid.
 def cancel_sweep(session: Session, sweep_id: uuid.UUID) -> int:
     """Cancel the sweep's queued and running runs (a running batch stops at its next progress report) and its
     further refinement rounds; finished runs are kept. How many runs were cancelled, plus one when a
-    refinement was stopped."""
+    refinement was stopped. The rows are locked in id order first (``lock_in_order``), as a worker claiming
+    them does."""
+    lock_in_order(session, Run.sweep_id == sweep_id, Run.status.in_(ACTIVE))
     stmt = (
         update(Run)
         .where(Run.sweep_id == sweep_id, Run.status.in_(ACTIVE))

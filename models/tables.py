@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from dynamics.result import RANGE_METRICS
 from models.base import Base, RunStatus, TaskOutcome, UtcDateTime, status_type, utcnow
 
 #: the longest name of a run or sweep, and the longest tag key and value (run_tags, sweep_tags)
@@ -170,10 +171,17 @@ class SweepTag(Base):
     value: Mapped[str] = mapped_column(String(TAG_VALUE_LENGTH))
 
 
+#: the summary metrics runs are sorted on (models/queries.py SUMMARY_RANGES), each served by an index
+SORTED_SUMMARY_METRICS: tuple[str, ...] = tuple(q.name for q in RANGE_METRICS)
+
+
 class RunSummary(Base):
-    """One per (run, dynamics): dynamics.Summary as columns, so runs can be filtered on them."""
+    """One per (run, dynamics): dynamics.Summary as columns, so runs can be filtered on them. An index per sorted
+    metric on (dynamics, metric, run_id) gives a page of runs sorted on it by walking the index, whatever the
+    planner's statistics say (models/queries.py)."""
 
     __tablename__ = "run_summaries"
+    __table_args__ = tuple(Index(f"ix_run_summaries_sort_{m}", "dynamics", m, "run_id") for m in SORTED_SUMMARY_METRICS)
 
     run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     dynamics: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -47,10 +47,30 @@ def invalid_json(reason: str = "body is not valid JSON") -> dict[str, Any]:
     return field_error(["body"], None, reason, "json_invalid")
 
 
+def unparsable_body(exc: BaseException | None) -> dict[str, Any]:
+    """The entry of a body that cannot be decoded, saying why: not JSON, or nested deeper than the decoder goes
+    (RecursionError) - the same on every endpoint, whoever decodes the body (a route, or FastAPI)."""
+    if isinstance(exc, RecursionError):
+        return invalid_json("body is nested too deeply to be decoded (arrays or objects within each other)")
+    return invalid_json(f"body is not valid JSON: {exc}" if exc is not None else "body is not valid JSON")
+
+
 def body_too_large(size: str, max_bytes: int) -> dict[str, Any]:
     """The body of the 413 of a request body over ``max_bytes``."""
     return {"detail": [field_error(["body"], None, f"request body of {size} bytes is over the limit of {max_bytes} "
                                    "bytes", "body_too_large")]}  # fmt: skip
+
+
+def body_timeout(received: int, timeout_s: float) -> dict[str, Any]:
+    """The body of the 408 of a request whose body did not all arrive within ``timeout_s``."""
+    return {"detail": [field_error(["body"], None, f"the request body did not all arrive within {timeout_s:g} s "
+                                   f"({received} bytes received): send the body its Content-Length announces",
+                                   "body_timeout")]}  # fmt: skip
+
+
+def database_unavailable(exc: BaseException) -> dict[str, Any]:
+    """The body of the 503 (sent with ``Retry-After``) of a request whose database connection failed twice."""
+    return {"detail": f"the database is unavailable for a moment ({type(exc).__name__}); retry"}
 
 
 def queue_unreachable(exc: Exception) -> HTTPException:
@@ -96,7 +116,7 @@ async def _http_error(request: Request, exc: Exception) -> Any:
 
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400 and exc.detail == _UNPARSABLE:
-        return JSONResponse({"detail": [invalid_json()]}, status_code=UNPROCESSABLE)
+        return JSONResponse({"detail": [sendable(unparsable_body(exc.__cause__))]}, status_code=UNPROCESSABLE)
     exc.detail = sendable(exc.detail)
     return await http_exception_handler(request, exc)
 

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from core.db import is_disconnect
+from service import errors
 from service.security import RETRY_AFTER, ASGIApp, Message, Receive, Scope, Send, send_json
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,7 @@ class DatabaseFaults:
                 fault: Any = exc
                 log.warning("%s %s: database connection failed (%s), attempt %d of %d", scope.get("method"),
                             scope.get("path"), type(exc).__name__, attempt, tries)
-        await send_json(
-            send, 503, {"detail": f"the database is unavailable for a moment ({type(fault).__name__}); retry"},
-            headers=[RETRY_AFTER],
-        )
+        await send_json(send, 503, errors.database_unavailable(fault), headers=[RETRY_AFTER])
 
 
 def install(app: FastAPI) -> None:

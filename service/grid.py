@@ -189,6 +189,7 @@ def _point_errors(exc: InvalidRequest, point: dict[str, Any], names: list[str]) 
         out.append({**field_error(loc, p.field, f"grid point {where}: {reason}", p.kind), "point": point,
                     "reason": reason})
     return out
+    return out
 
 
 # ---- the table -------------------------------------------------------------------------------------------

@@ -9,11 +9,13 @@ today's and tomorrow's, is covered without any router knowing.
   at all, nothing is checked (the embedded default; ``lindyn serve`` says so when it starts).
 - Keys are compared in constant time (``hmac.compare_digest``) and never logged or echoed.
 - A request body over LINDYN_MAX_BODY_BYTES is refused with 413 before any route reads it (announced by
-  Content-Length, or counted as it streams in).
+  Content-Length, or counted as it streams in); one not all sent LINDYN_BODY_TIMEOUT_S after the request began
+  is answered 408 and its connection closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -120,11 +122,14 @@ class ApiKeyAuth:
 
 
 class BodySizeLimit:
-    """413 for a request body larger than ``max_bytes`` (the body is buffered, at most ``max_bytes``)."""
+    """413 for a request body larger than ``max_bytes``; 408 (and the connection closed) for a body that has
+    not all arrived ``timeout_s`` after the request began (a Content-Length larger than what is sent would
+    otherwise hold the connection for ever). The body is read here, at most ``max_bytes``, and handed on."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def _too_large(self, send: Send, size: str) -> None:
         await send_json(send, 413, errors.body_too_large(size, self.max_bytes))
@@ -140,14 +145,21 @@ class BodySizeLimit:
                 return await send_json(send, 400, {"detail": "Content-Length is not a number"})
             if n > self.max_bytes:
                 return await self._too_large(send, str(n))
-            return await self.app(scope, receive, send)  # the server holds the body to its Content-Length
-        if scope.get("method", "GET").upper() not in WRITE_METHODS:
+            if n == 0:
+                return await self.app(scope, receive, send)
+        elif scope.get("method", "GET").upper() not in WRITE_METHODS:
             return await self.app(scope, receive, send)
-        # no Content-Length (chunked): read it all, counting, then hand it on
+        # read the body (announced, or chunked), counting, before the deadline; then hand it on
         messages: list[Message] = []
         total = 0
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
         while True:
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                return await send_json(send, 408, errors.body_timeout(total, self.timeout_s),
+                                       [(b"connection", b"close")])
             if message["type"] != "http.request":
                 messages.append(message)
                 break
@@ -167,4 +179,4 @@ class BodySizeLimit:
 def install(app: Any, settings: Settings) -> None:
     """API keys inside, the body limit around them (so an oversized write is refused before a key lookup)."""
     app.add_middleware(ApiKeyAuth, settings=settings, factory=app.state.sessionmaker)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)

@@ -31,7 +31,8 @@ def start_rounds(settings: Settings, app: Any, sweep_ids: Sequence[uuid.UUID]) -
             return advance_refinement(session, sid, settings.limits)
 
         ids, requests = in_transaction(factory, advance)
-        for backend, chunk in chunks(ids, requests, settings.sweep_chunk_size, settings.processes):
+        for backend, chunk in chunks(ids, requests, settings.sweep_chunk_size, settings.processes,
+                                     settings.max_run_bytes or None):
             try:
                 app.send_task(SIMULATE_BATCH_TASK, args=[[str(r) for r in chunk]], queue=queue_for(backend))
             except Exception:  # noqa: BLE001 - stranded queued runs: the reaper sends them again

@@ -179,7 +179,8 @@ def execute_run(run_id: uuid.UUID, settings: Settings | None = None) -> str:
     factory = get_sessionmaker(settings.db_url, settings.sqlite_busy_timeout_ms)
 
     def claim(session: Session) -> tuple[dict[str, Any], int] | None:
-        run = claim_run(session, run_id, fresh_s=settings.stale_after_s)  # not a live run twice
+        run = claim_run(session, run_id, fresh_s=settings.stale_after_s,  # not a live run twice
+                        max_attempts=settings.max_attempts)  # nor a run that kills its worker for ever
         return None if run is None else (dict(run.request), run.attempts)
 
     claimed = in_transaction(factory, claim)  # retried on a dropped connection, like every write
@@ -226,7 +227,8 @@ def execute_batch(run_ids: Sequence[uuid.UUID], settings: Settings | None = None
     outcome = {str(run_id): SKIPPED for run_id in run_ids}
 
     def claim(session: Session) -> list[tuple[uuid.UUID, dict[str, Any], int]]:
-        runs = claim_runs(session, run_ids, fresh_s=settings.stale_after_s)  # not a live run twice
+        runs = claim_runs(session, run_ids, fresh_s=settings.stale_after_s,  # not a live run twice
+                          max_attempts=settings.max_attempts)  # nor one that kills its worker for ever
         return [(run.id, dict(run.request), run.attempts) for run in runs]
 
     claimed = in_transaction(factory, claim)  # retried on a dropped connection, like every write

@@ -66,7 +66,7 @@ async def submission(request: Request, settings: SettingsDep) -> RunSubmission:
     try:
         data = json.loads(await request.body())
     except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than Python's stack
-        raise errors.unprocessable([errors.invalid_json(f"body is not valid JSON: {exc}")]) from exc
+        raise errors.unprocessable([errors.unparsable_body(exc)]) from exc
     try:
         return parse_request(data, settings.limits, RunSubmission)
     except InvalidRequest as exc:

@@ -79,7 +79,8 @@ def submit_sweep(
     session.commit()
     # a chunk size given is kept; the default one makes at least as many tasks as worker processes
     spread = 1 if body.chunk_size else settings.processes
-    tasks = chunks(run_ids, grid.requests, body.chunk_size or settings.sweep_chunk_size, spread)
+    tasks = chunks(run_ids, grid.requests, body.chunk_size or settings.sweep_chunk_size, spread,
+                   settings.max_run_bytes or None)  # a stacked batch within one run's memory limit
     for sent, (backend, ids) in enumerate(tasks):
         try:
             queue.enqueue_batch(ids, backend)

@@ -142,3 +142,43 @@ def test_the_run_time_estimate_and_its_limit() -> None:
     fast = Limits(flops_per_second=1e15)
     assert SimulationRequest.model_validate(big, context={"limits": fast}).d == 4096
     assert SimulationRequest.model_validate(big, context={"limits": Limits(max_run_seconds=None)}).d == 4096
+
+
+def test_the_peak_memory_estimate_and_its_limit() -> None:
+    """run_bytes is the model of docs/reliability.md (checked against measured peak memory by bench/run_memory.py),
+    exactly; over max_run_bytes a request is refused on d when d alone is too much, else on steps, with the
+    estimate in the message."""
+    from dynamics.request import RECORDED_VALUE_BYTES, SPECTRUM_OVERHEAD_BYTES, STEP_TEMPORARIES, run_bytes
+    from dynamics.result import METRIC_COLUMNS
+
+    req = SimulationRequest(d=10, rank=2, gamma_sigma2=-1.5, gamma_w=2.0, steps=9, spectrum_every=3,
+                            dynamics=["gd", "self_consistent"])
+    d, n, b = 10, req.inner_width, 8
+    assert n == 2 * d  # reduced
+    task = 3 * d * d * 8 + 2 * d * d * b
+    init = 2 * n * d * (16 + b) + d * d * b
+    gd = d * d * b + 2 * n * d * b + STEP_TEMPORARIES["gd"] * d * d * b + 2 * n * d * b
+    sc = d * d * b + d * d * b + STEP_TEMPORARIES["self_consistent"] * d * d * b
+    histories = (2 * 2 + 1) * 10 * 8
+    records = 2 * ((9 + 2) * (len(METRIC_COLUMNS) + 1) * RECORDED_VALUE_BYTES
+                   + (9 // 3 + 2) * (2 * d * 8 + SPECTRUM_OVERHEAD_BYTES))
+    assert req.estimated_run_bytes == run_bytes([req]) == task + init + gd + sc + histories + records
+    # a batch holds the task once and every point's arrays
+    other = SimulationRequest(**{**req.normalized(), "seed": 1})
+    assert run_bytes([req, other]) == 2 * req.estimated_run_bytes - task
+    # float32 halves the arrays of the dtype
+    assert SimulationRequest(**{**req.normalized(), "dtype": "float32"}).estimated_run_bytes < req.estimated_run_bytes
+
+    long_run = dict(GOOD, steps=50_000, record_every=1, spectrum_every=1)
+    fits = SimulationRequest(**long_run).estimated_run_bytes
+    (err,) = errors_of(Limits(max_run_bytes=fits - 1, max_run_seconds=None, max_result_bytes=None), **long_run)
+    assert err["field"] == "steps" and f"about {fits / 2**20:.0f} MiB" in err["msg"] and "record less" in err["msg"]
+    assert SimulationRequest.model_validate(long_run, context={"limits": Limits(max_run_bytes=fits,
+                                                                                max_run_seconds=None)})
+    (err,) = errors_of(Limits(max_run_bytes=2**20, max_run_seconds=None), d=400, gamma_w=2.0, steps=1)
+    assert err["field"] == "d" and "smaller d" in err["msg"]
+    # the default admits the issue's d = 4096 GD + self-consistent (about 5.8 GB) when its time is allowed
+    big = SimulationRequest.model_validate({"d": 4096, "rank": 5, "gamma_sigma2": -1.85, "gamma_w": 2.25, "steps": 100,
+                                            "dynamics": ["gd", "self_consistent"]},
+                                           context={"limits": Limits(max_run_seconds=None)})
+    assert 4 * 2**30 < big.estimated_run_bytes < Limits().max_run_bytes  # type: ignore[operator]

@@ -132,3 +132,14 @@ def test_estimated_run_size_limit(embedded_settings: Settings) -> None:
         assert err["field"] == "steps" and "MiB" in err["msg"] and "spectrum_every" in err["msg"]
         assert c.post("/v1/runs", json={**big, "spectrum_every": 0, "record_every": 100}).status_code == 202
         assert c.get("/v1/runs").json()["total"] == 1
+
+
+def test_estimated_peak_memory_limit(embedded_settings: Settings) -> None:
+    """LINDYN_MAX_RUN_BYTES: a request whose estimated peak memory is over it is a 422 that states the estimate."""
+    with make_client(embedded_settings.model_copy(update={"max_run_bytes": 2 * 2**20})) as c:
+        r = c.post("/v1/runs", json={**BODY, "d": 300, "steps": 1})
+        assert r.status_code == 422, r.text
+        (err,) = r.json()["detail"]
+        assert err["field"] == "d" and err["loc"] == ["body", "d"] and "MiB of memory at its peak" in err["msg"]
+        assert c.post("/v1/runs", json={**BODY, "d": 20, "steps": 1}).status_code == 202
+        assert c.get("/v1/runs").json()["total"] == 1

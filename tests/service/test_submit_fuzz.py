@@ -140,3 +140,44 @@ def test_odd_queries_and_sweeps_never_500(embedded_settings: Settings) -> None:
         probe()
         deep = "[" * 999 + "]" * 999
         assert client.post("/v1/runs", content=deep, headers={"content-type": "application/json"}).status_code == 422
+
+
+#: a JSON value nested ``depth`` levels (arrays or objects), as text: the decoder gives up near 1000 levels
+nested_texts = st.builds(
+    lambda depth, kind, leaf: ("[" * depth + leaf + "]" * depth) if kind else ('{"a":' * depth + leaf + "}" * depth),
+    st.integers(1, 3000), st.booleans(), st.sampled_from(["", "1", '"x"', "null", "[]", "{}"]),
+)
+#: where the nested value goes: the whole body, or one field of a near-valid run or sweep
+NESTED_SLOTS = [
+    ("/v1/runs", "%s"), ("/v1/sweeps", "%s"),
+    ("/v1/runs", '{"d": 6, "rank": 2, "gamma_sigma2": -1.5, "gamma_w": 2.0, "steps": 5, "name": %s}'),
+    ("/v1/runs", '{"d": 6, "rank": 2, "gamma_sigma2": -1.5, "gamma_w": 2.0, "steps": 5, "tags": {"k": %s}}'),
+    ("/v1/runs", '{"d": 6, "rank": 2, "gamma_sigma2": -1.5, "gamma_w": 2.0, "steps": %s}'),
+    ("/v1/sweeps", '{"base": {"d": 6, "rank": 2, "gamma_sigma2": -1.5, "gamma_w": 2.0, "steps": 5}, '
+                   '"axes": {"seed": {"values": %s}}}'),
+    ("/v1/sweeps", '{"base": {"d": 6, "rank": 2, "gamma_sigma2": -1.5, "gamma_w": 2.0, "steps": 5, "seed": %s}, '
+                   '"axes": {"rank": {"values": [1]}}}'),
+    ("/v1/sweeps", '{"base": {"d": 6, "rank": 2, "gamma_sigma2": -1.5, "gamma_w": 2.0, "steps": 5}, '
+                   '"axes": {"seed": {"values": [1]}}, "tags": %s}'),
+]
+
+
+def test_nested_json_anywhere_in_a_body_is_never_a_500(embedded_settings: Settings) -> None:
+    """Arrays and objects nested 1 to 3000 levels, as the whole body or inside a field of a run or a sweep:
+    a 202 or a 422 (never FastAPI's 400, never a 5xx), and a 422 of an undecodable body names the body."""
+    from tests.service.conftest import make_client
+
+    with make_client(embedded_settings.model_copy(update=SETTINGS_LIMITS)) as client:
+
+        @settings(max_examples=120, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+        @given(slot=st.sampled_from(NESTED_SLOTS), nested=nested_texts)
+        def probe(slot: tuple[str, str], nested: str) -> None:
+            path, template = slot
+            r = client.post(path, content=template % nested, headers={"content-type": "application/json"})
+            assert r.status_code in (202, 422), (r.status_code, r.text[:300], path, template)
+            if r.status_code == 422:
+                for entry in r.json()["detail"]:
+                    assert entry["loc"][0] == "body" and entry["msg"], entry
+
+        probe()

@@ -86,6 +86,28 @@ def test_chunk_size_comes_from_the_settings(embedded_settings: Settings) -> None
     assert sorted(len(ids) for _, _, ids in _tasks(embedded_settings)) == [1, 2, 2, 2, 2]
 
 
+def test_chunks_fit_the_memory_limit_of_a_run(embedded_settings: Settings) -> None:
+    """A stacked batch holds every point's arrays at once (dynamics.request.run_bytes): with LINDYN_MAX_RUN_BYTES
+    room for two points of the largest, no task gets more than two, whatever the chunk size."""
+    from dynamics.request import run_bytes
+
+    requests = [SimulationRequest(**BASE, gamma_sigma2=g, gamma_w=w) for g, w in GRID]
+    per_point = max(run_bytes([r]) for r in requests)
+    limit = 2 * per_point + per_point // 2
+    settings = embedded_settings.model_copy(update={"sweep_chunk_size": 64, "worker_processes": 1,
+                                                    "max_run_bytes": limit})
+    with make_client(settings) as c:
+        assert c.post("/v1/sweeps", json=SWEEP).status_code == 202
+    tasks = _tasks(embedded_settings)
+    assert sorted(len(ids) for _, _, ids in tasks) == [1, 2, 2, 2, 2]  # 3 dense: 2 + 1; 6 reduced: 2 + 2 + 2
+    by_id = {}
+    with make_client(settings) as c:
+        for run in c.get("/v1/runs", params={"limit": 100}).json()["items"]:
+            by_id[run["id"]] = SimulationRequest.model_validate(c.get(f"/v1/runs/{run['id']}").json()["request"])
+    for _, _, ids in tasks:
+        assert run_bytes([by_id[i] for i in ids]) <= limit
+
+
 def test_the_default_chunks_give_every_worker_process_a_task(embedded_settings: Settings) -> None:
     """With the server's chunk size, a group of n points makes at least min(n, worker processes) tasks, its
     points dealt round the tasks in grid order (each task samples the whole grid)."""
