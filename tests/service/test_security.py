@@ -39,10 +39,14 @@ def test_no_key_configured_everything_open(client: TestClient) -> None:
 
 def test_writes_need_a_key(keyed: TestClient) -> None:
     r = keyed.post("/v1/runs", json=BODY)
-    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
-    assert keyed.post("/v1/runs", json=BODY, headers={"Authorization": "Basic abc"}).status_code == 401
+    assert r.status_code == 401 and r.headers["www-authenticate"] == 'Bearer realm="lindyn"'
+    assert r.json() == {"detail": "this request needs an API key: Authorization: Bearer <key>"}
+    basic = keyed.post("/v1/runs", json=BODY, headers={"Authorization": "Basic abc"})
+    assert basic.status_code == 401 and basic.json() == {"detail": "the Authorization header must be: Bearer <key>"}
+    assert basic.headers["www-authenticate"] == 'Bearer realm="lindyn", error="invalid_request"'
     wrong = keyed.post("/v1/runs", json=BODY, headers=_auth("nope"))
     assert wrong.status_code == 403 and "nope" not in wrong.text
+    assert wrong.json() == {"detail": "invalid API key"}
     ok = keyed.post("/v1/runs", json=BODY, headers=_auth(ENV_KEY))
     assert ok.status_code == 202, ok.text
     rid = ok.json()["id"]
@@ -143,7 +147,7 @@ def _unreachable() -> Any:
     raise OperationalError("SELECT 1", {}, Exception("connection refused"))
 
 
-def _auth(keys: list[str]) -> ApiKeyAuth:
+def _auth_without_db(keys: list[str]) -> ApiKeyAuth:
     return ApiKeyAuth(app=None, settings=Settings(api_keys=keys), factory=_unreachable)  # type: ignore[arg-type]
 
 
@@ -159,4 +163,4 @@ def _auth(keys: list[str]) -> ApiKeyAuth:
      (["k\xe9"], "Bearer k\xe9".encode("latin-1"), "ok")],  # the header is latin-1
 )
 def test_verdict_without_the_database(keys: list[str], header: bytes | None, verdict: str) -> None:
-    assert _auth(keys)._verdict(header) == verdict
+    assert _auth_without_db(keys)._verdict(header) == verdict
