@@ -84,3 +84,11 @@ def test_the_key_is_the_same_for_the_same_request_written_differently() -> None:
     b = _request({"gamma_w": None, "width": 36})
     assert a.cache_key() == b.cache_key()
     assert _request({"dynamics": ["self_consistent", "gd"]}).cache_key() == a.cache_key()
+
+
+def test_the_key_of_a_stored_run_does_not_change_between_versions() -> None:
+    """Stored runs are found by their key: its derivation (sha256 of the normalised request without the backend,
+    as JSON with sorted keys and no blanks) is fixed. A new request field changes every key (a new default
+    enters the JSON): update this value then, on purpose."""
+    req = SimulationRequest(d=6, rank=2, sigma2=0.05, width=20, backend="numpy")
+    assert req.cache_key() == "43672040bd4f5f520eea86526db5ef5d15f6703fc1fae136910eba9d6e8d0ede"

@@ -94,3 +94,32 @@ def test_each_fault_of_the_base_is_reported_once() -> None:
     with pytest.raises(GridError) as info:
         expand(body, Limits(), max_points=10)
     assert sorted(d["field"] for d in info.value.details) == ["lr_constant", "noise_std"]
+
+
+def _axes_error(axes: dict[str, Any], max_points: int = 10) -> list[dict[str, Any]]:
+    body = SweepCreate(base={"d": 6, "rank": 1, "gamma_sigma2": -1.0, "gamma_w": 1.0}, axes=axes)
+    with pytest.raises(GridError) as info:
+        expand(body, Limits(), max_points=max_points)
+    return info.value.details
+
+
+def test_axis_errors_name_the_axis_and_the_reason() -> None:
+    (e,) = _axes_error({"dynamics": {"values": [1]}})
+    assert (e["field"], e["loc"]) == ("dynamics", ["body", "axes", "dynamics"])
+    assert e["msg"].startswith("dynamics is not a numeric request field; an axis is one of d, rank, ")
+    (e,) = _axes_error({"gamma_w": {"values": [1.0]}, "width": {"values": [6]}})
+    assert e["field"] == "gamma_w" and e["msg"] == "axes gamma_w and width give the same quantity twice: give one of them"
+    (e,) = _axes_error({"seed": {"values": [0, 1]}, "steps": {"values": [1, 2, 3]}}, max_points=5)
+    assert (e["field"], e["loc"]) == ("axes", ["body", "axes"])
+    assert e["msg"] == "the grid has 6 points (2 x 3), over the limit of 5"
+    (e,) = _axes_error({"d": {"values": [6, 6.0]}})
+    assert e["field"] == "d" and e["msg"] == "axis d has the value 6 twice"
+
+
+def test_a_grid_of_exactly_the_limit_is_accepted() -> None:
+    body = SweepCreate(base={"d": 6, "rank": 1, "gamma_sigma2": -1.0, "gamma_w": 1.0},
+                       axes={"seed": {"values": [0, 1]}, "steps": {"values": [1, 2, 3]}})
+    grid = expand(body, Limits(), max_points=6)
+    assert grid.axes == {"seed": [0, 1], "steps": [1, 2, 3]} and len(grid.requests) == 6
+    assert [(r.seed, r.steps) for r in grid.requests] == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]
+    assert all("reason" not in d for d in _axes_error({"steps": {"values": [-1]}}))  # an internal key, not sent

@@ -6,14 +6,17 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from core import Settings, get_sessionmaker, session_scope
 from models import ApiKey
 from models.keys import create_key, list_keys, revoke_key
+from service.security import ApiKeyAuth
 from tests.service.conftest import make_client
 
 BODY = {"d": 10, "rank": 2, "gamma_sigma2": -1.5, "gamma_w": 2.0, "steps": 20}
@@ -36,10 +39,14 @@ def test_no_key_configured_everything_open(client: TestClient) -> None:
 
 def test_writes_need_a_key(keyed: TestClient) -> None:
     r = keyed.post("/v1/runs", json=BODY)
-    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
-    assert keyed.post("/v1/runs", json=BODY, headers={"Authorization": "Basic abc"}).status_code == 401
+    assert r.status_code == 401 and r.headers["www-authenticate"] == 'Bearer realm="lindyn"'
+    assert r.json() == {"detail": "this request needs an API key: Authorization: Bearer <key>"}
+    basic = keyed.post("/v1/runs", json=BODY, headers={"Authorization": "Basic abc"})
+    assert basic.status_code == 401 and basic.json() == {"detail": "the Authorization header must be: Bearer <key>"}
+    assert basic.headers["www-authenticate"] == 'Bearer realm="lindyn", error="invalid_request"'
     wrong = keyed.post("/v1/runs", json=BODY, headers=_auth("nope"))
     assert wrong.status_code == 403 and "nope" not in wrong.text
+    assert wrong.json() == {"detail": "invalid API key"}
     ok = keyed.post("/v1/runs", json=BODY, headers=_auth(ENV_KEY))
     assert ok.status_code == 202, ok.text
     rid = ok.json()["id"]
@@ -143,3 +150,28 @@ def test_estimated_peak_memory_limit(embedded_settings: Settings) -> None:
         assert err["field"] == "d" and err["loc"] == ["body", "d"] and "MiB of memory at its peak" in err["msg"]
         assert c.post("/v1/runs", json={**BODY, "d": 20, "steps": 1}).status_code == 202
         assert c.get("/v1/runs").json()["total"] == 1
+
+
+# ---- the verdict when the database cannot be reached: a session factory that raises; the environment's keys
+# are still checked, nothing else is
+def _unreachable() -> Any:
+    raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+
+def _auth_without_db(keys: list[str]) -> ApiKeyAuth:
+    return ApiKeyAuth(app=None, settings=Settings(api_keys=keys), factory=_unreachable)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("keys", "header", "verdict"),
+    [(["k1", "k2"], b"Bearer k2", "ok"),
+     (["k1"], b"  bearer k1 ", "ok"),  # the scheme in any case, blanks around
+     (["k1"], b"Bearer k1 extra", "unavailable"),  # the token is all after the first blank
+     (["k1"], b"Bearer k3", "unavailable"),  # not an environment key: the table cannot be read
+     (["k1"], b"Basic k1", "unavailable"),
+     (["k1"], None, "unavailable"),
+     ([], b"Bearer k1", "unavailable"),  # no environment keys: nothing can be checked
+     (["k\xe9"], "Bearer k\xe9".encode("latin-1"), "ok")],  # the header is latin-1
+)
+def test_verdict_without_the_database(keys: list[str], header: bytes | None, verdict: str) -> None:
+    assert _auth_without_db(keys)._verdict(header) == verdict
