@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 import migrations
+from bench.common import median_time
 from core import get_sessionmaker
 from models import Run
 from models.queries import RunQuery, filtered, page, _sort_column
@@ -56,16 +55,6 @@ def legacy_page(session: Session, q: RunQuery, limit: int) -> list[Run]:
     col = _sort_column(q)
     order = (col.desc(), Run.id.desc()) if q.descending else (col.asc(), Run.id.asc())
     return list(session.scalars(filtered(q).order_by(col.is_(None), *order).limit(limit + 1)))
-
-
-def median_s(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm the caches
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -110,7 +99,7 @@ def main() -> None:
                             assert len(read(s, q)) >= 50
                             s.rollback()
 
-                    t[which] = median_s(once, args.repeats)
+                    t[which] = median_time(once, args.repeats)
                 print(f"sort={sort:20s} before {t['before'] * 1e3:9.1f} ms   after {t['after'] * 1e3:7.1f} ms   "
                       f"before/after {t['before'] / t['after']:8.1f}")
     finally:

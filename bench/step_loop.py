@@ -69,6 +69,7 @@ def kernels_ms(name: str, d: int, repeats: int = 10) -> float:
 
     from threadpoolctl import threadpool_limits
 
+    from bench.common import median_time
     from dynamics.steps import gd_step, gram_eigh, self_consistent_step
 
     sim = importlib.import_module("dynamics.simulate")
@@ -89,13 +90,7 @@ def kernels_ms(name: str, d: int, repeats: int = 10) -> float:
 
     fn = gd if name == "gd" else sc
     with threadpool_limits(limits=1, user_api="blas"):
-        fn()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3 / B
+        return median_time(fn, repeats) * 1e3 / B
 
 
 def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
