@@ -106,5 +106,5 @@ def test_delete_on_the_embedded_default(processes: Processes, tmp_path: Path) ->
                     LINDYN_WORKER_PROCESSES="1")  # fmt: skip
     api, _ = start_serve(processes, env)
     url = str(api.http.base_url).rstrip("/")
-    assert f"lindyn API: {url}  docs: {url}/docs" in processes.log("serve")
+    assert f"API: {url}  docs: {url}/docs" in processes.log("serve")
     scenario(api, env, f"sqlite:///{tmp_path / 'data' / 'lindyn.db'}")
