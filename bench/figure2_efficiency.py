@@ -25,6 +25,7 @@ import time
 
 from bench.common import machine
 from lindyn.commands.reproduce import _service, figure2_request
+from core.jobs import TASKS_PER_PROCESS
 from core.settings import Settings, cpu_cores
 
 GD_FLOPS, SC_FLOPS = 12, 21  # per point-step, in units of d^3
@@ -75,14 +76,17 @@ def run_sample(settings: dict[str, str], d: int, grid: int, steps: int) -> dict[
     gd_steps = int(table["gd.steps_run"].sum())
     sc_steps = int(table["self_consistent.steps_run"].sum())
     flops = float(d) ** 3 * (GD_FLOPS * gd_steps + SC_FLOPS * sc_steps)
-    # the service's deal (service/grid.py chunks: grid order, chunk j of m holds points j, j + m, ...): the
-    # busiest chunk's flops over the mean chunk's, the wall time's floor relative to a perfect split
+    # the service's deal (core/jobs.py chunks: grid order, chunk j of m holds points j, j + m, ...; m from
+    # TASKS_PER_PROCESS tasks per process), each task taken by the first free process: the busiest process's
+    # flops over the mean process's, the wall time's floor relative to a perfect split
     work = GD_FLOPS * table["gd.steps_run"].to_numpy() + SC_FLOPS * table["self_consistent.steps_run"].to_numpy()
     processes = int(settings.get("LINDYN_WORKER_PROCESSES", "0")) or cpu_cores()
     size = int(settings.get("LINDYN_SWEEP_CHUNK_SIZE", Settings.model_fields["sweep_chunk_size"].default))
-    m = max(-(-len(work) // size), min(len(work), processes))
-    per_chunk = [float(work[j::m].sum()) for j in range(m)]
-    imbalance = max(per_chunk) / (sum(per_chunk) / m)
+    m = max(-(-len(work) // size), min(len(work), processes * TASKS_PER_PROCESS))
+    busy = [0.0] * processes
+    for j in range(m):
+        busy[busy.index(min(busy))] += float(work[j::m].sum())
+    imbalance = max(busy) / (sum(busy) / processes)
     return {"wall_s": wall, "gd_point_steps": gd_steps, "sc_point_steps": sc_steps, "flops": flops,
             "chunks": m, "imbalance": imbalance}
 
@@ -109,8 +113,8 @@ def main() -> None:
         results[name] = {**r, "load_before": load, "load_after": os.getloadavg()}
         print(f"{name}: {args.grid}x{args.grid} points, {r['gd_point_steps']} GD + {r['sc_point_steps']} "
               f"self-consistent point-steps in {r['wall_s']:.1f} s: {r['flops'] / r['wall_s'] / 1e9:.1f} GF/s "
-              f"(load {load[0]:.1f} -> {os.getloadavg()[0]:.1f}); {r['chunks']} tasks, the busiest has "
-              f"{r['imbalance']:.2f}x the mean task's flops", flush=True)  # fmt: skip
+              f"(load {load[0]:.1f} -> {os.getloadavg()[0]:.1f}); {r['chunks']} tasks, the busiest process "
+              f"had {r['imbalance']:.2f}x the mean process's flops", flush=True)  # fmt: skip
     rate_after = machine_matmul_rate()
     rate = (rate_before + rate_after) / 2
     print(f"float64 matmul rate after: {rate_after / 1e9:.1f} GF/s; used: the mean, {rate / 1e9:.1f} GF/s")
@@ -120,7 +124,7 @@ def main() -> None:
         report[name] = {"wall_s": round(r["wall_s"], 1), "useful_GF_per_s": round(r["flops"] / r["wall_s"] / 1e9, 1),
                         "efficiency": round(eff, 3), "gd_point_steps": r["gd_point_steps"],
                         "sc_point_steps": r["sc_point_steps"], "chunks": r["chunks"],
-                        "busiest_task_over_mean": round(r["imbalance"], 3), "load_before": [round(x, 2) for x in r["load_before"]],
+                        "busiest_process_over_mean": round(r["imbalance"], 3), "load_before": [round(x, 2) for x in r["load_before"]],
                         "load_after": [round(x, 2) for x in r["load_after"]]}  # fmt: skip
     print(json.dumps({"matmul_GF_per_s": [round(rate_before / 1e9, 1), round(rate_after / 1e9, 1)], **report},
                      indent=2))  # fmt: skip
