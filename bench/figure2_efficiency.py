@@ -25,7 +25,6 @@ import time
 
 from bench.common import machine
 from lindyn.commands.reproduce import _service, figure2_request
-from core.jobs import TASKS_PER_PROCESS
 from core.settings import Settings, cpu_cores
 
 GD_FLOPS, SC_FLOPS = 12, 21  # per point-step, in units of d^3
@@ -77,12 +76,13 @@ def run_sample(settings: dict[str, str], d: int, grid: int, steps: int) -> dict[
     sc_steps = int(table["self_consistent.steps_run"].sum())
     flops = float(d) ** 3 * (GD_FLOPS * gd_steps + SC_FLOPS * sc_steps)
     # the service's deal (core/jobs.py chunks: grid order, chunk j of m holds points j, j + m, ...; m from
-    # TASKS_PER_PROCESS tasks per process), each task taken by the first free process: the busiest process's
+    # LINDYN_TASKS_PER_PROCESS tasks per process), each task taken by the first free process: the busiest process's
     # flops over the mean process's, the wall time's floor relative to a perfect split
     work = GD_FLOPS * table["gd.steps_run"].to_numpy() + SC_FLOPS * table["self_consistent.steps_run"].to_numpy()
     processes = int(settings.get("LINDYN_WORKER_PROCESSES", "0")) or cpu_cores()
     size = int(settings.get("LINDYN_SWEEP_CHUNK_SIZE", Settings.model_fields["sweep_chunk_size"].default))
-    m = max(-(-len(work) // size), min(len(work), processes * TASKS_PER_PROCESS))
+    per_process = int(settings.get("LINDYN_TASKS_PER_PROCESS", Settings.model_fields["tasks_per_process"].default))
+    m = max(-(-len(work) // size), min(len(work), processes * per_process))
     busy = [0.0] * processes
     for j in range(m):
         busy[busy.index(min(busy))] += float(work[j::m].sum())

@@ -87,12 +87,6 @@ def ensure_broker_folders(settings: Settings) -> None:
             (settings.broker_folder / sub).mkdir(parents=True, exist_ok=True)
 
 
-#: tasks a sweep is dealt into per worker process (``chunks``' spread): a process that finishes early takes
-#: another instead of idling while the slowest task ends (bench.figure2_efficiency: the busiest of 2 tasks
-#: held 1.10x the mean's work, about a tenth of the sample's wall time on one core)
-TASKS_PER_PROCESS = 4
-
-
 def chunks(
     run_ids: Sequence[uuid.UUID], requests: Sequence[SimulationRequest], size: int, spread: int = 1,
     max_bytes: int | None = None,

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     sweep_chunk_size: int = Field(
         default=64, ge=1, description="grid points per worker task (run together as one stacked batch)"
     )
+    tasks_per_process: int = Field(
+        default=4, ge=1,
+        description="tasks a sweep is dealt into per worker process (at least): a process that finishes early "
+        "takes another instead of idling while the slowest task ends",
+    )
 
     # CPU: worker processes share the cores, one BLAS thread each (threads fighting over the cores cost more)
     worker_processes: int = Field(
@@ -215,6 +220,7 @@ class Settings(BaseSettings):
             "LINDYN_TASK_HISTORY_DAYS": str(self.task_history_days),
             "LINDYN_MAX_GRID_POINTS": str(self.max_grid_points),
             "LINDYN_SWEEP_CHUNK_SIZE": str(self.sweep_chunk_size),
+            "LINDYN_TASKS_PER_PROCESS": str(self.tasks_per_process),
             "LINDYN_CANCEL_POLL_INTERVAL_S": str(self.cancel_poll_interval_s),
             "LINDYN_TASK_TIME_LIMIT_S": str(self.task_time_limit_s),
             "LINDYN_LIVE_ROWS": str(self.live_rows).lower(),

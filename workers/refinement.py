@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from core import Settings, get_sessionmaker
 from core.db import in_transaction
-from core.jobs import SIMULATE_BATCH_TASK, TASKS_PER_PROCESS, chunks, queue_for
+from core.jobs import SIMULATE_BATCH_TASK, chunks, queue_for
 from dynamics import SimulationRequest
 from models.refinement import advance_refinement, refining_sweeps_of, stalled_refinements
 
@@ -31,7 +31,7 @@ def start_rounds(settings: Settings, app: Any, sweep_ids: Sequence[uuid.UUID]) -
             return advance_refinement(session, sid, settings.limits)
 
         ids, requests = in_transaction(factory, advance)
-        for backend, chunk in chunks(ids, requests, settings.sweep_chunk_size, settings.processes * TASKS_PER_PROCESS,
+        for backend, chunk in chunks(ids, requests, settings.sweep_chunk_size, settings.processes * settings.tasks_per_process,
                                      settings.max_run_bytes or None):
             try:
                 app.send_task(SIMULATE_BATCH_TASK, args=[[str(r) for r in chunk]], queue=queue_for(backend))

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
 
-from core.jobs import TASKS_PER_PROCESS, chunks
+from core.jobs import chunks
 from dynamics.request import DynamicsName
 from dynamics.result import DEFAULT_METRIC, FIGURE2_METRICS
 from models import RunStatus, Sweep, queries
@@ -78,7 +78,7 @@ def submit_sweep(
     )
     session.commit()
     # a chunk size given is kept; the default one makes at least as many tasks as worker processes
-    spread = 1 if body.chunk_size else settings.processes * TASKS_PER_PROCESS
+    spread = 1 if body.chunk_size else settings.processes * settings.tasks_per_process
     tasks = chunks(run_ids, grid.requests, body.chunk_size or settings.sweep_chunk_size, spread,
                    settings.max_run_bytes or None)  # a stacked batch within one run's memory limit
     for sent, (backend, ids) in enumerate(tasks):

@@ -81,7 +81,8 @@ def test_submit_stores_every_point_as_a_run_and_sends_chunks(client: TestClient,
 
 
 def test_chunk_size_comes_from_the_settings(embedded_settings: Settings) -> None:
-    with make_client(embedded_settings.model_copy(update={"sweep_chunk_size": 2, "worker_processes": 2})) as c:
+    with make_client(embedded_settings.model_copy(update={"sweep_chunk_size": 2, "worker_processes": 2,
+                                                                   "tasks_per_process": 1})) as c:
         assert c.post("/v1/sweeps", json=SWEEP).json()["tasks"] == 2 + 3  # 3 -> 2 + 1, 6 -> 2 + 2 + 2
     assert sorted(len(ids) for _, _, ids in _tasks(embedded_settings)) == [1, 2, 2, 2, 2]
 
@@ -95,7 +96,7 @@ def test_chunks_fit_the_memory_limit_of_a_run(embedded_settings: Settings) -> No
     per_point = max(run_bytes([r]) for r in requests)
     limit = 2 * per_point + per_point // 2
     settings = embedded_settings.model_copy(update={"sweep_chunk_size": 64, "worker_processes": 1,
-                                                    "max_run_bytes": limit})
+                                                    "tasks_per_process": 1, "max_run_bytes": limit})
     with make_client(settings) as c:
         assert c.post("/v1/sweeps", json=SWEEP).status_code == 202
     tasks = _tasks(embedded_settings)
@@ -109,9 +110,11 @@ def test_chunks_fit_the_memory_limit_of_a_run(embedded_settings: Settings) -> No
 
 
 def test_the_default_chunks_give_every_worker_process_a_task(embedded_settings: Settings) -> None:
-    """With the server's chunk size, a group of n points makes at least min(n, worker processes) tasks, its
-    points dealt round the tasks in grid order (each task samples the whole grid)."""
-    settings = embedded_settings.model_copy(update={"sweep_chunk_size": 64, "worker_processes": 4})
+    """With the server's chunk size, a group of n points makes at least min(n, worker processes x
+    LINDYN_TASKS_PER_PROCESS) tasks, its points dealt round the tasks in grid order (each task samples the
+    whole grid)."""
+    settings = embedded_settings.model_copy(update={"sweep_chunk_size": 64, "worker_processes": 2,
+                                                    "tasks_per_process": 2})
     with make_client(settings) as c:
         created = c.post("/v1/sweeps", json=SWEEP).json()
         runs = _runs(c, created["id"])
