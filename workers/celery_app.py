@@ -38,7 +38,53 @@ def _broker_folders(**_: object) -> None:
 blas_threads = 0
 _blas_limits: Any = None
 #: this worker's pool processes now inside ``task_blas_threads`` (shared memory made before the pool forks)
-_busy: Any = None
+_busy: BusyProcesses | None = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's (a reused pid)
+        return True
+    return True
+
+
+class BusyProcesses:
+    """The pool processes of this worker running a task: a shared array of pids (0: a free slot), made before
+    the pool forks. A process killed inside a task leaves its pid behind; a pid that is no longer alive
+    counts as free, so a killed process never keeps a core from a large run."""
+
+    def __init__(self, slots: int) -> None:
+        self.pids = multiprocessing.get_context("fork").Array("i", max(1, slots))
+
+    def enter(self, pid: int | None = None) -> None:
+        """Mark ``pid`` (this process) busy, in a free slot or one a dead process left; none free: not counted."""
+        pid = os.getpid() if pid is None else pid
+        with self.pids.get_lock():
+            for i, held in enumerate(self.pids[:]):
+                if held == 0 or held == pid or not _alive(held):
+                    self.pids[i] = pid
+                    return
+
+    def leave(self, pid: int | None = None) -> None:
+        pid = os.getpid() if pid is None else pid
+        with self.pids.get_lock():
+            for i, held in enumerate(self.pids[:]):
+                if held == pid:
+                    self.pids[i] = 0
+
+    def __len__(self) -> int:
+        """How many processes are busy (live pids)."""
+        return self.others(pid=0)
+
+    def others(self, pid: int | None = None) -> int:
+        """How many other processes are busy (live pids other than ``pid``, this process)."""
+        pid = os.getpid() if pid is None else pid
+        with self.pids.get_lock():
+            held = [p for p in self.pids[:] if p not in (0, pid)]
+        return sum(_alive(p) for p in held)
 
 
 @worker_init.connect
@@ -46,10 +92,10 @@ def _share_the_cores(sender: Any = None, **_: object) -> None:
     """Before the pool starts: the cores shared out among its processes, ``Settings.blas_threads_per_process``
     (a prefork pool of one process per core: 1 BLAS thread each; a solo or thread pool is one process)."""
     global blas_threads, _busy
-    _busy = multiprocessing.get_context("fork").Value("i", 0) if hasattr(os, "fork") else None
     concurrency = getattr(sender, "concurrency", None)
     prefork = "prefork" in str(getattr(sender, "pool_cls", "prefork")).lower()
     processes = concurrency if prefork and isinstance(concurrency, int) and concurrency > 0 else 1
+    _busy = BusyProcesses(2 * processes + 8) if hasattr(os, "fork") else None  # room for replaced processes
     blas_threads = get_settings().blas_threads_per_process(processes)
 
 
@@ -96,7 +142,7 @@ class TaskThreads:
         self._checked = 0.0
 
     def _others_busy(self) -> int:
-        return max(0, int(_busy.value) - 1) if _busy is not None else 0
+        return _busy.others() if _busy is not None else 0
 
     def adjust(self) -> None:
         """Set the BLAS threads from the rule now (a large run only), at most every ``recheck_s``."""
@@ -132,8 +178,7 @@ def task_blas_threads(ds: Sequence[int], backends: Sequence[str]) -> Iterator[Ta
     large_d = get_settings().large_run_d
     large = len(ds) == 1 and 0 < large_d <= ds[0] and backends[0] != "cupy" and blas_threads > 0
     if _busy is not None:
-        with _busy.get_lock():
-            _busy.value += 1
+        _busy.enter()
     threads = TaskThreads(large)
     try:
         with threadpool_limits(limits=None, user_api="blas"):  # restores the limits the block started with
@@ -141,8 +186,7 @@ def task_blas_threads(ds: Sequence[int], backends: Sequence[str]) -> Iterator[Ta
             yield threads
     finally:
         if _busy is not None:
-            with _busy.get_lock():
-                _busy.value -= 1
+            _busy.leave()
 
 
 @worker_process_shutdown.connect

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 import types
@@ -239,15 +242,13 @@ def get_settings_large_run_d() -> int:
 @pytest.fixture
 def pool_process(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """This process as a pool process of a 2-process worker on 2 idle cores: 1 BLAS thread, a busy counter."""
-    import multiprocessing
-
     from threadpoolctl import threadpool_limits
 
     from workers import celery_app as app_module
 
     monkeypatch.setattr("core.settings.cpu_cores", lambda: 2)
     monkeypatch.setattr(app_module.os, "getloadavg", lambda: (1.0, 1.0, 1.0))
-    monkeypatch.setattr(app_module, "_busy", multiprocessing.get_context("fork").Value("i", 0))
+    monkeypatch.setattr(app_module, "_busy", app_module.BusyProcesses(4))
     monkeypatch.setattr(app_module, "blas_threads", 1)
     with threadpool_limits(limits=1, user_api="blas"):
         yield app_module
@@ -262,19 +263,41 @@ def _blas_threads() -> set[int]:
 def test_a_large_single_run_takes_the_idle_cores_and_gives_them_back(pool_process: types.ModuleType) -> None:
     large = get_settings_large_run_d()
     with pool_process.task_blas_threads([large], ["numpy"]) as threads:
-        assert pool_process._busy.value == 1
+        assert len(pool_process._busy) == 1
         assert _blas_threads() == {2} and threads.threads == 2
-        # another process of the worker starts a task: the next checkpoint gives its core back
-        with pool_process._busy.get_lock():
-            pool_process._busy.value += 1
+        # another process of the worker (a live pid: this one's parent) starts a task: the next checkpoint
+        # gives its core back
+        pool_process._busy.enter(os.getppid())
         threads.recheck_s = 0.0
         threads.checkpoint()()
         assert _blas_threads() == {1}
-        with pool_process._busy.get_lock():
-            pool_process._busy.value -= 1
+        pool_process._busy.leave(os.getppid())
         threads.checkpoint()()
         assert _blas_threads() == {2}
-    assert pool_process._busy.value == 0 and _blas_threads() == {1}  # the process's own limit again
+    assert len(pool_process._busy) == 0 and _blas_threads() == {1}  # the process's own limit again
+
+
+def test_a_process_killed_inside_a_task_does_not_stay_busy(pool_process: types.ModuleType) -> None:
+    """A pool process SIGKILLed mid-task never leaves: its pid stays in the array, but a dead pid is neither
+    counted nor keeps its slot, so the next large run still gets the idle cores."""
+    busy = pool_process.BusyProcesses(2)
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    busy.enter(killed.pid)
+    busy.enter(os.getppid())
+    assert busy.others() == 2 and len(busy) == 2
+    killed.kill()
+    killed.wait()
+    assert busy.others() == 1 and len(busy) == 1  # the killed process no longer counts
+    busy.enter()  # both slots held: this process takes the dead one's
+    assert list(busy.pids) == [os.getpid(), os.getppid()]
+    assert busy.others() == 1 and len(busy) == 2
+    busy.leave(os.getppid())
+    busy.leave()
+    assert list(busy.pids) == [0, 0]
+    large = get_settings_large_run_d()
+    pool_process._busy.enter(killed.pid)  # a dead pid left in the worker's own array
+    with pool_process.task_blas_threads([large], ["numpy"]) as threads:
+        assert threads.threads == 2 and _blas_threads() == {2}
 
 
 def test_small_runs_batches_and_gpu_runs_keep_the_process_threads(pool_process: types.ModuleType) -> None:
@@ -283,8 +306,8 @@ def test_small_runs_batches_and_gpu_runs_keep_the_process_threads(pool_process: 
         with pool_process.task_blas_threads(ds, backends) as threads:
             threads.recheck_s = 0.0
             threads.checkpoint()()
-            assert _blas_threads() == {1} and pool_process._busy.value == 1
-    assert pool_process._busy.value == 0
+            assert _blas_threads() == {1} and len(pool_process._busy) == 1
+    assert len(pool_process._busy) == 0
 
 
 def test_execute_run_runs_a_large_run_under_the_rule(
