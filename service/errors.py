@@ -68,6 +68,27 @@ def body_timeout(received: int, timeout_s: float) -> dict[str, Any]:
                                    "body_timeout")]}  # fmt: skip
 
 
+#: the bodies of the API-key middleware's refusals (service/security.py), by its verdict
+AUTH_REFUSALS: dict[str, tuple[int, str]] = {
+    "missing": (401, "this request needs an API key: Authorization: Bearer <key>"),
+    "malformed": (401, "the Authorization header must be: Bearer <key>"),
+    "invalid": (403, "invalid API key"),
+    "revoked": (403, "this API key was revoked"),
+    "unavailable": (503, "API keys cannot be checked: database unreachable"),
+}
+
+
+def auth_refused(verdict: str) -> tuple[int, dict[str, Any]]:
+    """The status and body of a request the API-key check refuses (``verdict``: see ``AUTH_REFUSALS``)."""
+    code, message = AUTH_REFUSALS.get(verdict, AUTH_REFUSALS["invalid"])
+    return code, {"detail": message}
+
+
+def bad_content_length() -> dict[str, Any]:
+    """The body of the 400 of a Content-Length header that is not a number."""
+    return {"detail": "Content-Length is not a number"}
+
+
 def database_unavailable(exc: BaseException) -> dict[str, Any]:
     """The body of the 503 (sent with ``Retry-After``) of a request whose database connection failed twice."""
     return {"detail": f"the database is unavailable for a moment ({type(exc).__name__}); retry"}

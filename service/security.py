@@ -77,21 +77,13 @@ class ApiKeyAuth:
         verdict = await run_in_threadpool(self._verdict, header)
         if verdict == "open" or verdict == "ok":
             return await self.app(scope, receive, send)
-        if verdict == "missing":
-            return await send_json(
-                send, 401, {"detail": "this request needs an API key: Authorization: Bearer <key>"},
-                [(b"www-authenticate", b'Bearer realm="lindyn"')],
-            )
-        if verdict == "malformed":
-            return await send_json(
-                send, 401, {"detail": "the Authorization header must be: Bearer <key>"},
-                [(b"www-authenticate", b'Bearer realm="lindyn", error="invalid_request"')],
-            )
-        if verdict == "unavailable":
-            return await send_json(send, 503, {"detail": "API keys cannot be checked: database unreachable"},
-                                   [RETRY_AFTER])
-        message = "this API key was revoked" if verdict == "revoked" else "invalid API key"
-        return await send_json(send, 403, {"detail": message})
+        code, body = errors.auth_refused(verdict)
+        headers = {
+            "missing": [(b"www-authenticate", b'Bearer realm="lindyn"')],
+            "malformed": [(b"www-authenticate", b'Bearer realm="lindyn", error="invalid_request"')],
+            "unavailable": [RETRY_AFTER],
+        }.get(verdict)
+        return await send_json(send, code, body, headers)
 
     def _guarded(self, scope: Scope) -> bool:
         path = scope.get("path", "")
@@ -142,7 +134,7 @@ class BodySizeLimit:
             try:
                 n = int(length)
             except ValueError:
-                return await send_json(send, 400, {"detail": "Content-Length is not a number"})
+                return await send_json(send, 400, errors.bad_content_length())
             if n > self.max_bytes:
                 return await self._too_large(send, str(n))
             if n == 0:

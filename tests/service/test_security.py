@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Iterator
@@ -175,3 +176,30 @@ def _auth_without_db(keys: list[str]) -> ApiKeyAuth:
 )
 def test_verdict_without_the_database(keys: list[str], header: bytes | None, verdict: str) -> None:
     assert _auth_without_db(keys)._verdict(header) == verdict
+
+
+def test_keys_that_cannot_be_checked_answer_503_with_retry_after() -> None:
+    """A write while the key table is unreachable: the middleware's 503, its body from service/errors.py and a
+    Retry-After, never a 500; the application behind it is not called."""
+    import asyncio
+
+    from service import errors
+
+    called: list[object] = []
+    sent: list[dict] = []  # type: ignore[type-arg]
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        called.append(scope)
+
+    async def send(message):  # type: ignore[no-untyped-def]
+        sent.append(message)
+
+    auth = ApiKeyAuth(app=app, settings=Settings(api_keys=["k1"]), factory=_unreachable)  # type: ignore[arg-type]
+    scope = {"type": "http", "method": "POST", "path": "/v1/runs", "headers": [(b"authorization", b"Bearer k3")]}
+    asyncio.run(auth(scope, None, send))  # type: ignore[arg-type]
+    assert not called
+    start, body = sent
+    assert start["status"] == 503
+    assert dict(start["headers"])[b"retry-after"] == b"1"
+    assert json.loads(body["body"]) == errors.auth_refused("unavailable")[1] == {
+        "detail": "API keys cannot be checked: database unreachable"}
