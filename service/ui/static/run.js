@@ -1,7 +1,7 @@
 // /ui/runs/{id}: parameters, regime, summaries and the paper's Figure 1 (Plotly), live while the run runs
 // (its event stream: status, progress and the rows so far, the curves redrawn as they come).
 import { catalogue, downloadLink, dynamicsDash, dynamicsLabel, el, fmt, FINISHED, followEvents, getJSON, kvTable,
-  message, plot, postJSON, detailText, page } from "./lindyn.js";
+  message, metricTitle, plot, postJSON, detailText, page } from "./lindyn.js";
 
 const id = page.run_id;
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"];
@@ -38,7 +38,7 @@ function showRun(run) {
   kvTable(document.getElementById("regime"), [
     ["regime", run.regime.regime], ["theory applies", String(run.regime.theory_applies)],
     ["underparametrised", String(run.regime.underparametrised)],
-    ["log max distance GD vs SC", run.comparison ? run.comparison.log_max_distance : null],
+    [metricTitle("log_max_distance"), run.comparison ? run.comparison.log_max_distance : null],
   ]);
   const names = Object.keys(run.summaries);
   const table = document.getElementById("summaries");
