@@ -317,6 +317,40 @@ def test_live_rows_are_the_trajectory_given_in_pieces() -> None:
         np.testing.assert_array_equal(np.concatenate([p.spectrum for p in parts]), full.spectrum[: spec_steps.size])
 
 
+def test_live_rows_give_everything_recorded_by_each_progress_call() -> None:
+    """``simulate(request, rows=...)``: at each progress call (step i), the pieces given so far are exactly the
+    rows and the spectra recorded at steps <= i, none held back, not even a piece that has only spectra (the
+    spectrum every 8 steps, the metrics every 10, progress every 6 steps: steps 30 to 36 add a spectrum only,
+    24 to 30 metrics only);
+    steps are int64, an empty spectrum piece included. The last call (after the loop) has no rows: the rest
+    comes with the result."""
+    request = req(steps=600, record_every=10, spectrum_every=8, stopping="none", dynamics=["gd", "self_consistent"])
+    pieces: dict[str, list] = {"gd": [], "self_consistent": []}
+    snapshots: list[tuple[int, dict[str, tuple[np.ndarray, np.ndarray]]]] = []
+
+    def rows(index: int, name: str, traj) -> None:  # type: ignore[no-untyped-def]
+        assert index == 0
+        assert traj.step.dtype == np.int64 and traj.spectrum_steps.dtype == np.int64
+        pieces[name].append(traj)
+
+    def progress(done: int, total: int) -> None:
+        snapshots.append((done, {
+            name: (np.concatenate([p.step for p in parts]), np.concatenate([p.spectrum_steps for p in parts]))
+            for name, parts in pieces.items()}))
+
+    result = simulate(request, rows=rows, progress=progress)
+    given = [p for parts in pieces.values() for p in parts]
+    assert len(snapshots) > 50
+    assert any(p.step.size == 0 < p.spectrum_steps.size for p in given)
+    assert any(p.spectrum_steps.size == 0 < p.step.size for p in given)
+    assert snapshots[-1][0] == 600  # the last call, after the loop: the rest comes with the result
+    for i, sent in snapshots[:-1]:
+        for name, (steps, spectrum_steps) in sent.items():
+            full = result.trajectories[name]
+            assert np.array_equal(steps, full.step[full.step <= i]), (name, i)
+            assert np.array_equal(spectrum_steps, full.spectrum_steps[full.spectrum_steps <= i]), (name, i)
+
+
 def test_blas_threads_change_a_run_only_by_round_off() -> None:
     """The per-run rule (workers/celery_app.py) may run a large run on more BLAS threads, which sum in another
     order: every recorded metric and distance agrees with the one-thread run to 1e-12 relative (round-off,
@@ -339,3 +373,56 @@ def test_blas_threads_change_a_run_only_by_round_off() -> None:
         assert one.summaries[name].stop_reason == two.summaries[name].stop_reason
     assert one.comparison is not None and two.comparison is not None
     np.testing.assert_allclose(two.comparison.distance, one.comparison.distance, rtol=1e-12, atol=0)
+
+
+def test_a_float32_run_computes_in_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dtype: float32``: every matrix product, decomposition and element-wise sum, difference and product the
+    runner asks of ``xp`` (the four dynamics, their metrics, the GD/self-consistent distance) takes float32
+    arrays and writes float32 outputs (the errors' sums alone accumulate in float64, by ``dtype=``); no array
+    falls back to NumPy's float64 default (which would silently make the stated float32 mode a float64 one)."""
+    import types as _types
+
+    from dynamics.backend import Backend
+
+    module = sys.modules["dynamics.simulate"]
+    seen: set[str] = set()
+
+    def watched(fn):  # type: ignore[no-untyped-def]
+        def call(*args, **kw):  # type: ignore[no-untyped-def]
+            for a in (*args, kw.get("out")):
+                if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+                    seen.add(f"{fn.__name__}:{a.dtype}")
+            return fn(*args, **kw)
+        return call
+
+    linalg = _types.SimpleNamespace(**{n: getattr(np.linalg, n) for n in dir(np.linalg) if not n.startswith("_")})
+    for name in ("eigh", "svd", "eigvalsh", "norm", "qr", "solve"):
+        setattr(linalg, name, watched(getattr(np.linalg, name)))
+
+    class Watched(_types.ModuleType):
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return getattr(np, name)
+
+    xp = Watched("watched_numpy")
+    for name in ("matmul", "subtract", "add", "multiply"):
+        setattr(xp, name, watched(getattr(np, name)))
+    xp.linalg = linalg  # type: ignore[attr-defined]
+    watched_numpy = Backend(xp, "numpy", "cpu")  # type: ignore[arg-type]
+    monkeypatch.setattr(module, "resolve_backend", lambda name="auto": watched_numpy)
+    points = [req(dtype="float32", steps=30, spectrum_every=5, seed=s, gd_update=u)
+              for s, u in ((0, "simultaneous"), (1, "sequential"))]
+    results = simulate_batch(points)
+    assert all(r.comparison is not None for r in results)
+    assert {s.split(":")[0] for s in seen} >= {"matmul", "eigh", "subtract", "add", "multiply"}
+    assert {s.split(":")[1] for s in seen} == {"float32"}, sorted(seen)
+
+
+def test_progress_comes_every_percent_of_the_steps_and_the_timings_add_up() -> None:
+    """Progress every max(1, steps // 100) steps, then once at the end; ``init_s`` (the task and the initial
+    weights) is part of ``total_s``."""
+    for steps, every in ((50, 1), (400, 4)):
+        calls: list[int] = []
+        request = req(steps=steps, stopping="none", dynamics=["gd"])
+        result = simulate(request, progress=lambda done, total: calls.append(done))
+        assert calls == [*range(every, steps, every), steps], steps
+        assert 0 < result.timings["init_s"] <= result.timings["total_s"]
