@@ -68,20 +68,27 @@ def body_timeout(received: int, timeout_s: float) -> dict[str, Any]:
                                    "body_timeout")]}  # fmt: skip
 
 
-#: the bodies of the API-key middleware's refusals (service/security.py), by its verdict
-AUTH_REFUSALS: dict[str, tuple[int, str]] = {
-    "missing": (401, "this request needs an API key: Authorization: Bearer <key>"),
-    "malformed": (401, "the Authorization header must be: Bearer <key>"),
-    "invalid": (403, "invalid API key"),
-    "revoked": (403, "this API key was revoked"),
-    "unavailable": (503, "API keys cannot be checked: database unreachable"),
+#: a 503 for a database that is away for a moment asks the client to try again after this long (seconds)
+RETRY_AFTER_S = 1
+RETRY_AFTER = (b"retry-after", str(RETRY_AFTER_S).encode())
+
+#: the API-key middleware's refusals (service/security.py), by its verdict: status, message, headers
+AUTH_REFUSALS: dict[str, tuple[int, str, list[tuple[bytes, bytes]]]] = {
+    "missing": (401, "this request needs an API key: Authorization: Bearer <key>",
+                [(b"www-authenticate", b'Bearer realm="lindyn"')]),
+    "malformed": (401, "the Authorization header must be: Bearer <key>",
+                  [(b"www-authenticate", b'Bearer realm="lindyn", error="invalid_request"')]),
+    "invalid": (403, "invalid API key", []),
+    "revoked": (403, "this API key was revoked", []),
+    "unavailable": (503, "API keys cannot be checked: database unreachable", [RETRY_AFTER]),
 }
 
 
-def auth_refused(verdict: str) -> tuple[int, dict[str, Any]]:
-    """The status and body of a request the API-key check refuses (``verdict``: see ``AUTH_REFUSALS``)."""
-    code, message = AUTH_REFUSALS.get(verdict, AUTH_REFUSALS["invalid"])
-    return code, {"detail": message}
+def auth_refused(verdict: str) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
+    """The status, body and headers of a request the API-key check refuses (``verdict``: see
+    ``AUTH_REFUSALS``; any other: invalid)."""
+    code, message, headers = AUTH_REFUSALS.get(verdict, AUTH_REFUSALS["invalid"])
+    return code, {"detail": message}, headers
 
 
 def bad_content_length() -> dict[str, Any]:

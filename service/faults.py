@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from core.db import is_disconnect
 from service import errors
-from service.security import RETRY_AFTER, ASGIApp, Message, Receive, Scope, Send, send_json
+from service.security import ASGIApp, Message, Receive, Scope, Send, send_json
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class DatabaseFaults:
                 fault: Any = exc
                 log.warning("%s %s: database connection failed (%s), attempt %d of %d", scope.get("method"),
                             scope.get("path"), type(exc).__name__, attempt, tries)
-        await send_json(send, 503, errors.database_unavailable(fault), headers=[RETRY_AFTER])
+        await send_json(send, 503, errors.database_unavailable(fault), headers=[errors.RETRY_AFTER])
 
 
 def install(app: FastAPI) -> None:

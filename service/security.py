@@ -39,9 +39,6 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: their scripts read the API with the key the browser was given)
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/"})
 OPEN_PREFIXES: tuple[str, ...] = ("/ui/",)
-#: a 503 for a database that is away for a moment asks the client to try again after this long (seconds)
-RETRY_AFTER_S = 1
-RETRY_AFTER = (b"retry-after", str(RETRY_AFTER_S).encode())
 
 
 async def send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -77,13 +74,7 @@ class ApiKeyAuth:
         verdict = await run_in_threadpool(self._verdict, header)
         if verdict == "open" or verdict == "ok":
             return await self.app(scope, receive, send)
-        code, body = errors.auth_refused(verdict)
-        headers = {
-            "missing": [(b"www-authenticate", b'Bearer realm="lindyn"')],
-            "malformed": [(b"www-authenticate", b'Bearer realm="lindyn", error="invalid_request"')],
-            "unavailable": [RETRY_AFTER],
-        }.get(verdict)
-        return await send_json(send, code, body, headers)
+        return await send_json(send, *errors.auth_refused(verdict))
 
     def _guarded(self, scope: Scope) -> bool:
         path = scope.get("path", "")

@@ -200,6 +200,6 @@ def test_keys_that_cannot_be_checked_answer_503_with_retry_after() -> None:
     assert not called
     start, body = sent
     assert start["status"] == 503
-    assert dict(start["headers"])[b"retry-after"] == b"1"
+    assert dict(start["headers"])[b"retry-after"] == str(errors.RETRY_AFTER_S).encode() == b"1"
     assert json.loads(body["body"]) == errors.auth_refused("unavailable")[1] == {
         "detail": "API keys cannot be checked: database unreachable"}
