@@ -112,6 +112,8 @@ class _RunStream:
                 self.events.append(event_text("status", RunRead.of(run).model_dump(mode="json"),
                                               run_event_id(run.attempts, self.after)))
             rows = live_rows(session, run, self.after)
+            if run.status not in RUN_TERMINAL:  # rows of a progress write committed after the run was read
+                rows = [r for r in rows if r[1] <= run.progress_step]  # wait for the status that goes with them
             if rows:
                 self.after = max(r[1] for r in rows)
                 self.events.append(event_text("rows", rows_columns(rows), run_event_id(run.attempts, self.after)))

@@ -215,3 +215,45 @@ def test_a_stream_outlives_a_dropped_database_connection() -> None:
 
     with pytest.raises(ValueError, match="a bug"):
         anyio.run(fails)
+
+
+def test_a_running_runs_rows_never_get_ahead_of_its_status(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A progress write (rows and step in one transaction) committed between the stream's read of the run and its
+    read of the rows: those rows wait for the next poll, behind the status that goes with them, so a client never
+    holds rows past the progress it was shown (the dashboard's flake: curves grown, progress unchanged)."""
+    import service.events as events_module
+
+    pieces, _ = _pieces()
+    rid, attempt = _running(client, settings)
+    factory = get_sessionmaker(settings.db_url)
+    first = [(name, parts[0]) for name, parts in pieces.items()]
+    second = [(name, parts[1]) for name, parts in pieces.items()]
+    p1 = max(int(t.step[-1]) for _, t in first)
+    p2 = max(int(t.step[-1]) for _, t in second)
+    writer = ProgressWriter(settings, uuid.UUID(rid), attempt)
+    for name, piece in first:
+        writer.rows(0, name, piece)
+    assert writer.write(p1, REQ.steps)
+
+    stream = events_module._RunStream(None, -1)
+    real_live_rows = events_module.live_rows
+
+    def rows_after_a_later_write(session, run, after):  # type: ignore[no-untyped-def]
+        for name, piece in second:  # the worker's next progress write lands between the two reads
+            writer.rows(0, name, piece)
+        assert writer.write(p2, REQ.steps)
+        return real_live_rows(session, run, after)
+
+    monkeypatch.setattr(events_module, "live_rows", rows_after_a_later_write)
+    stream.poll(factory, uuid.UUID(rid))
+    monkeypatch.setattr(events_module, "live_rows", real_live_rows)
+    sent = _events("".join(stream.events))
+    assert [e[1] for e in sent] == ["status", "rows"]
+    assert sent[0][2]["progress"]["step"] == p1 and max(sent[1][2]["step"]) == p1  # nothing past p1 yet
+    stream.events.clear()
+    stream.poll(factory, uuid.UUID(rid))
+    sent = _events("".join(stream.events))
+    assert [e[1] for e in sent] == ["status", "rows"]
+    assert sent[0][2]["progress"]["step"] == p2 and max(sent[1][2]["step"]) == p2 and min(sent[1][2]["step"]) > p1
